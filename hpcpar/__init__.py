@@ -1,0 +1,50 @@
+"""hpcpar: one map/reduce for a laptop, SLURM, PBS, LSF, SGE.
+
+>>> import hpcpar
+>>> with hpcpar.Executor() as ex:          # "local" unless HPCPAR_BACKEND / HPCPAR_PROFILE say otherwise
+...     squares = list(ex.map(pow, range(4), [2] * 4))
+>>> squares
+[0, 1, 4, 9]
+"""
+
+from concurrent.futures import FIRST_COMPLETED, ALL_COMPLETED, as_completed, wait
+
+from .errors import (
+    ConfigError,
+    HpcparError,
+    JobLostError,
+    SchedulerNotFoundError,
+    SubmissionError,
+    TaskError,
+)
+from .resources import Resources, parse_mem, parse_walltime
+from .states import JobState
+from .executor import Executor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "ConfigError",
+    "Executor",
+    "HpcparError",
+    "JobLostError",
+    "JobState",
+    "Resources",
+    "SchedulerNotFoundError",
+    "SubmissionError",
+    "TaskError",
+    "as_completed",
+    "attach",
+    "parse_mem",
+    "parse_walltime",
+    "wait",
+]
+
+
+def attach(run, **options):
+    """Re-attach to a run whose driver died; see :func:`hpcpar.attach.attach`."""
+    from .reattach import attach as _attach
+
+    return _attach(run, **options)

@@ -1,0 +1,124 @@
+"""The errors hpcpar raises.
+
+Every error derives from :class:`HpcparError`::
+
+    HpcparError
+    ├── ConfigError              bad option, backend, profile or resource value (also a ValueError)
+    ├── SchedulerNotFoundError   the scheduler's command is not on PATH
+    ├── SubmissionError          the scheduler refused a submission (argv, exit code, stderr)
+    ├── JobLostError             an array task ended without writing its results
+    └── TaskError                a task raised, and its exception could not be sent back as itself
+
+A task that raises an exception which pickles is re-raised in the driver as *that*
+exception, with the remote traceback attached as ``__cause__`` (a :class:`RemoteTraceback`),
+as :mod:`concurrent.futures` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class HpcparError(Exception):
+    """Base class of every hpcpar error."""
+
+
+class ConfigError(HpcparError, ValueError):
+    """An option, backend, profile or resource value is invalid. Raised before anything is submitted."""
+
+
+class SchedulerNotFoundError(HpcparError, FileNotFoundError):
+    """A scheduler command is missing from ``PATH``.
+
+    Parameters
+    ----------
+    command : str
+        The missing executable, e.g. ``"sbatch"``.
+    backend : str
+        The backend that needed it, e.g. ``"slurm"``.
+    """
+
+    def __init__(self, command: str, backend: str):
+        self.command = command
+        self.backend = backend
+        super().__init__(
+            f"the {backend!r} backend needs the command {command!r}, which is not on PATH "
+            f"(is this a {backend} login node? `hpcpar backends` lists what is available)"
+        )
+
+
+class SubmissionError(HpcparError):
+    """A scheduler command failed or refused a submission.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The command that was run.
+    returncode : int or None
+        Its exit code; ``None`` if it timed out.
+    stderr : str
+        What it printed on standard error (the scheduler's own message).
+    stdout : str, optional
+    """
+
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str, stdout: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        how = "timed out" if returncode is None else f"exited with code {returncode}"
+        msg = f"`{' '.join(self.argv)}` {how}"
+        if stderr.strip():
+            msg += f":\n{stderr.strip()}"
+        elif stdout.strip():
+            msg += f":\n{stdout.strip()}"
+        super().__init__(msg)
+
+
+class JobLostError(HpcparError):
+    """An array task ended without writing its results, and the retries are used up.
+
+    Attributes
+    ----------
+    state : JobState
+        The scheduler's verdict (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, CANCELLED, FAILED...).
+    job_id : str
+        The array task's job id, e.g. ``"1234_7"``.
+    exit_code : int or None
+    stderr_tail : str
+        The last lines of the array task's stderr log, if it exists.
+    """
+
+    def __init__(self, state, job_id: str, exit_code: int | None = None,
+                 stderr_tail: str = "", attempts: int = 1):
+        self.state = state
+        self.job_id = job_id
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.attempts = attempts
+        msg = (f"job {job_id} ended {getattr(state, 'name', state)} without writing its results "
+               f"(exit code {exit_code}, {attempts} attempt(s))")
+        if stderr_tail.strip():
+            msg += "; last lines of its stderr:\n" + stderr_tail.rstrip()
+        super().__init__(msg)
+
+
+class TaskError(HpcparError):
+    """A task raised an exception that could not be sent back as itself (it did not pickle).
+
+    ``str(err)`` holds the original type and message; ``err.remote_traceback`` the traceback.
+    """
+
+    def __init__(self, message: str, remote_traceback: str = ""):
+        self.remote_traceback = remote_traceback
+        super().__init__(message)
+
+
+class RemoteTraceback(Exception):
+    """Carries a traceback formatted where the task ran; set as ``__cause__`` of the re-raised error."""
+
+    def __init__(self, tb: str):
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb

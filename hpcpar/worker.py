@@ -1,0 +1,218 @@
+"""Run one chunk of a run: ``python -m hpcpar.worker RUN_DIR [--chunk N | --index-var VAR]``.
+
+The worker never talks to the driver; it only reads and writes files in the run directory::
+
+    chunks/N.pkl ──► [ fn(*args, **kwargs) for each task ] ──► results/N.pkl
+
+The chunk index comes from ``--chunk`` or, inside a job array, from the scheduler's array-index
+environment variable named by the job template (``--index-var SLURM_ARRAY_TASK_ID``), minus
+``--index-base`` (1 for schedulers that count array tasks from 1, such as SGE).
+
+Robustness:
+
+* A finished chunk is never run again: a complete results file makes the worker exit at once.
+* Partial results are checkpointed (every ``--checkpoint-s`` seconds, default 10) and on
+  SIGUSR2 (the walltime warning asked for with ``--signal``) or SIGTERM (cancellation, or the
+  scheduler's kill at walltime). A later attempt resumes after the last finished task.
+* A task's exception is recorded with its traceback and the worker goes on with the next task.
+* A damaged results file is moved aside and the chunk starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .rundir import ChunkResult, CorruptFileError, RunDir
+
+EXIT_OK = 0
+EXIT_STOPPED = 3          # stopped early by a signal; partial results written
+EXIT_BAD_INPUT = 2        # the run folder or chunk could not be read
+
+
+class StopRequested(BaseException):
+    """Raised in the worker's main thread by a SIGUSR2/SIGTERM handler (not an Exception,
+    so a task's own ``except Exception`` does not swallow it)."""
+
+    def __init__(self, signame: str):
+        super().__init__(signame)
+        self.signame = signame
+
+
+def portable_exception(exc: BaseException, tb: str) -> BaseException:
+    """The exception itself if it survives pickling, else a TaskError carrying its text."""
+    from .errors import TaskError
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return TaskError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}", tb)
+
+
+def run_tasks(payload: dict, tasks: list, result: ChunkResult,
+              checkpoint: Callable[[ChunkResult], None] | None = None,
+              checkpoint_s: float = 10.0, guard: Any = None) -> ChunkResult:
+    """Run ``tasks[result.done:]`` into ``result``.
+
+    Parameters
+    ----------
+    payload : dict
+        ``{"fn": callable, "mode": "map" | "reduce", "reducer": callable or None}``.
+    tasks : list of (tuple, dict)
+        Positional and keyword arguments of each task.
+    result : ChunkResult
+        Fresh, or a partial result to resume.
+    checkpoint : callable, optional
+        Called with ``result`` at most every ``checkpoint_s`` seconds (and never after the last task).
+    guard : context manager, optional
+        Entered around each update of ``result`` so that a stop signal cannot land between
+        recording an outcome and counting it.
+    """
+    guard = guard if guard is not None else contextlib.nullcontext()
+    fn, mode, reducer = payload["fn"], payload.get("mode", "map"), payload.get("reducer")
+    last = time.monotonic()
+    for i in range(result.done, len(tasks)):
+        args, kwargs = tasks[i]
+        t0 = time.perf_counter()
+        try:
+            value = fn(*args, **kwargs)
+            if mode == "reduce":
+                value = value if result.done == 0 else reducer(result.outcomes[0][1], value)
+            outcome = (True, value, "")
+        except (Exception, SystemExit) as exc:
+            tb = traceback.format_exc()
+            outcome = (False, portable_exception(exc, tb), tb)
+        with guard:
+            if mode == "reduce":
+                result.outcomes[:] = [outcome]
+                result.failed = not outcome[0]
+            else:
+                result.outcomes.append(outcome)
+                result.task_seconds.append(time.perf_counter() - t0)
+            result.done += 1
+        if result.failed:
+            break
+        if checkpoint is not None and i + 1 < len(tasks) and time.monotonic() - last >= checkpoint_s:
+            checkpoint(result)
+            last = time.monotonic()
+    result.finished = time.time()
+    return result
+
+
+class _Signals:
+    """SIGUSR2/SIGTERM -> StopRequested, deferred while a results file is being written."""
+
+    def __init__(self) -> None:
+        self.pending: str | None = None
+        self.critical = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.pending = signal.Signals(signum).name
+        if not self.critical:
+            raise StopRequested(self.pending)
+
+    def __enter__(self) -> "_Signals":
+        self.critical = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.critical = False
+        if self.pending and exc_info[0] is None:
+            raise StopRequested(self.pending)
+
+    def write(self, rd: RunDir, result: ChunkResult) -> None:
+        with self:
+            rd.write_result(result)
+
+
+def chunk_from_env(var: str, base: int) -> int:
+    value = os.environ.get(var)
+    if value is None or not value.strip().isdigit():
+        raise SystemExit(f"hpcpar.worker: environment variable {var} is {value!r}, "
+                         "expected the array task index")
+    return int(value) - base + int(os.environ.get("HPCPAR_INDEX_OFFSET", "0") or 0)
+
+
+def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0) -> int:
+    """Run chunk ``chunk`` of run folder ``rd``; returns the process exit code."""
+    sigs = _Signals()
+    sigs.install()
+    try:
+        prior = rd.read_result(chunk)
+    except CorruptFileError as exc:
+        moved = rd.quarantine_result(chunk)
+        print(f"hpcpar.worker: {exc}; moved to {moved.name}, starting the chunk afresh", file=sys.stderr)
+        prior = None
+    if prior is not None and prior.complete:
+        print(f"hpcpar.worker: chunk {chunk} already complete; nothing to do", file=sys.stderr)
+        return EXIT_OK
+    try:
+        meta = rd.read_meta()
+        for entry in meta.get("python_path", []):
+            if entry not in sys.path and os.path.isdir(entry):
+                sys.path.append(entry)
+        tasks = pickle.loads(rd.read_chunk_bytes(chunk))
+    except (OSError, CorruptFileError, ValueError, pickle.UnpicklingError) as exc:
+        print(f"hpcpar.worker: cannot read chunk {chunk} of {rd.path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = prior or ChunkResult(chunk=chunk, n_tasks=len(tasks), started=time.time())
+    result.attempts += 1
+    result.host, result.pid, result.stopped_by = socket.gethostname(), os.getpid(), None
+    try:
+        payload = pickle.loads(rd.read_function_bytes())
+    except Exception as exc:  # e.g. a module the function needs is not importable on this node
+        tb = traceback.format_exc()
+        failure = (False, portable_exception(exc, tb), tb)
+        result.outcomes = [failure] * (len(tasks) if meta.get("mode", "map") == "map" else 1)
+        result.done, result.failed, result.finished = len(tasks), True, time.time()
+        sigs.write(rd, result)
+        return EXIT_OK
+    print(f"hpcpar.worker: run {rd.run_id} chunk {chunk}: tasks {result.done}..{len(tasks) - 1} "
+          f"on {result.host} (attempt {result.attempts})", file=sys.stderr, flush=True)
+    try:
+        run_tasks(payload, tasks, result, checkpoint=lambda r: sigs.write(rd, r),
+                  checkpoint_s=checkpoint_s, guard=sigs)
+        sigs.write(rd, result)
+    except StopRequested as stop:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        result.stopped_by = stop.signame
+        result.finished = time.time()
+        rd.write_result(result)
+        print(f"hpcpar.worker: stopped by {stop.signame} after {result.done}/{result.n_tasks} tasks; "
+              "partial results written", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hpcpar.worker", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="the run folder")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--chunk", type=int, help="chunk index to run")
+    g.add_argument("--index-var", help="environment variable holding the array task index")
+    p.add_argument("--index-base", type=int, default=0,
+                   help="array index of chunk 0 (1 for SGE, default 0)")
+    p.add_argument("--checkpoint-s", type=float, default=10.0,
+                   help="seconds between partial-result checkpoints (default 10)")
+    a = p.parse_args(argv)
+    chunk = a.chunk if a.chunk is not None else chunk_from_env(a.index_var, a.index_base)
+    return run_chunk(RunDir(a.run_dir), chunk, a.checkpoint_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
