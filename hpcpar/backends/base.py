@@ -1,0 +1,149 @@
+"""The executor-facing backend interface."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import sys
+from concurrent.futures import Future
+from typing import ClassVar
+
+from .. import templates
+from ..config import Options
+from ..resources import Resources
+
+
+@dataclasses.dataclass
+class RunRequest:
+    """One run, ready to execute: everything already pickled by the executor.
+
+    Attributes
+    ----------
+    fn_payload : bytes
+        cloudpickle of ``{"fn": ..., "mode": "map" | "reduce", "reducer": ...}``.
+    chunks : list of bytes
+        cloudpickle of each chunk's list of ``(args, kwargs)``.
+    chunk_sizes : list of int
+        Tasks per chunk.
+    mode : str
+        ``"map"`` or ``"reduce"``.
+    kind : str
+        What the user called: ``"map"``, ``"map_reduce"`` or ``"submit"`` (recorded in run.json).
+    job_name : str
+    """
+
+    fn_payload: bytes
+    chunks: list[bytes]
+    chunk_sizes: list[int]
+    mode: str = "map"
+    kind: str = "map"
+    job_name: str = "hpcpar"
+
+
+def cancel_future(f: Future) -> bool:
+    """Cancel ``f`` if it has not finished, and notify its waiters (as an executor must, or
+    ``concurrent.futures.wait`` never sees it done). Returns True if it is now cancelled."""
+    if f.cancel():
+        if f._state == "CANCELLED":          # not yet notified
+            f.set_running_or_notify_cancel()
+        return True
+    return False
+
+
+class RunHandle:
+    """A started run: one future per chunk, each resolving to a ChunkResult (or an error such
+    as JobLostError)."""
+
+    def __init__(self, run_id: str, futures: list[Future]):
+        self.run_id = run_id
+        self.futures = futures
+
+    def cancel(self) -> None:
+        """Cancel the chunks not yet finished (and their jobs, for batch backends)."""
+        for f in self.futures:
+            cancel_future(f)
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+
+class Backend(abc.ABC):
+    """How chunks run. Subclasses set ``name`` and implement :meth:`start` and :meth:`slots`."""
+
+    name: ClassVar[str]
+    #: seconds that ``Executor.submit`` waits to gather calls into one array
+    submit_linger_s: ClassVar[float] = 0.0
+    #: the job-script template for ``job_script()``
+    template: ClassVar[str] = "local.sh.j2"
+    #: environment variable holding the array task index inside a job
+    array_index_var: ClassVar[str] = "HPCPAR_ARRAY_INDEX"
+    #: array index of chunk 0
+    array_index_base: ClassVar[int] = 0
+
+    def __init__(self, resources: Resources, options: Options):
+        self.resources = resources
+        self.options = options
+
+    @abc.abstractmethod
+    def slots(self) -> int:
+        """How many chunks can run at once (used to size chunks)."""
+
+    @abc.abstractmethod
+    def start(self, request: RunRequest) -> RunHandle:
+        """Start every chunk of ``request``; return at once."""
+
+    def check(self) -> None:
+        """Raise if this backend cannot run here (e.g. SchedulerNotFoundError)."""
+
+    def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
+        """Release resources; with ``cancel``, stop what still runs (unless detached)."""
+
+    # -- scripts -----------------------------------------------------------------------------
+    def python(self) -> str:
+        return self.options.python or sys.executable
+
+    def worker_command(self, run_dir: str) -> list[str]:
+        return [self.python(), "-m", "hpcpar.worker", run_dir, "--index-var", self.array_index_var,
+                "--index-base", str(self.array_index_base),
+                "--checkpoint-s", f"{self.options.checkpoint_s:g}"]
+
+    def script_context(self, job_name: str, command: list[str] | None, run_dir: str | None = None,
+                       log_dir: str | None = None, array_file: str | None = None,
+                       workdir: str | None = None, **extra) -> dict:
+        from .. import __version__
+
+        return {
+            "hpcpar_version": __version__,
+            "job_name": job_name,
+            "resources": self.resources,
+            "command": command or [],
+            "run_dir": run_dir,
+            "log_dir": log_dir,
+            "array_file": array_file,
+            "array_index_var": self.array_index_var,
+            "array_index_base": self.array_index_base,
+            "workdir": workdir,
+            "signal_s": None,
+            "options": self.options,
+            **extra,
+        }
+
+    def render_script(self, context: dict) -> str:
+        return templates.render(self.template, context, self.options.template_dir)
+
+    def job_script(self, command: list[str] | None = None, job_name: str | None = None,
+                   array_file: str | None = None, run_dir: str | None = None) -> str:
+        """The script this backend would submit (a dry run: nothing is written or submitted).
+
+        With ``command`` (an argv list) the job runs it; with ``array_file`` each array task
+        runs one line of that file; otherwise it runs the hpcpar worker of ``run_dir``
+        (``"<RUN_DIR>"`` when not given).
+        """
+        run_dir_text = run_dir or "<RUN_DIR>"
+        if command is None and array_file is None:
+            command = self.worker_command(run_dir_text)
+        ctx = self.script_context(job_name or self.options.job_name or "hpcpar", command,
+                                  run_dir=run_dir, array_file=array_file,
+                                  log_dir=f"{run_dir}/logs" if run_dir else None,
+                                  workdir=self.options.workdir)
+        return self.render_script(ctx)

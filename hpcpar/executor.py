@@ -1,0 +1,422 @@
+"""The Executor: a :class:`concurrent.futures.Executor` over any backend.
+
+Data flow::
+
+    Executor.map(fn, items)                      Executor.submit(fn, *args)
+        │ pickle fn once, split items into chunks     │ pickle now, gather calls for submit_linger_s
+        ▼                                             ▼
+    backend.start(RunRequest) ──► RunHandle: one Future per chunk (resolves to a ChunkResult)
+        │                                             │
+        ▼                                             ▼
+    results yielded in order as chunks finish     one Future per call
+
+``map_reduce`` reduces inside each chunk, then combines the chunks' partial results in an
+order-preserving binary tree, so the result equals ``functools.reduce`` for an associative
+reducer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import cloudpickle
+
+from . import backends, config
+from .backends.base import RunHandle, RunRequest, cancel_future
+from .errors import ConfigError, HpcparError, RemoteTraceback
+from .rundir import ChunkResult
+
+
+class SerializationError(HpcparError, TypeError):
+    """A function or argument cannot be pickled; raised at submit time, naming the object."""
+
+
+def _dumps(obj: Any, what: str) -> bytes:
+    try:
+        return cloudpickle.dumps(obj)
+    except Exception as exc:
+        text = repr(obj)
+        if len(text) > 200:
+            text = text[:200] + "..."
+        raise SerializationError(f"cannot pickle {what} {text}: {type(exc).__name__}: {exc}") from exc
+
+
+def _dumps_tasks(tasks: list, first_index: int) -> bytes:
+    try:
+        return cloudpickle.dumps(tasks)
+    except Exception:
+        for offset, (args, kwargs) in enumerate(tasks):     # name the culprit
+            for pos, arg in enumerate(args):
+                _dumps(arg, f"argument {pos} of item {first_index + offset}")
+            for k, v in kwargs.items():
+                _dumps(v, f"keyword argument {k!r} of item {first_index + offset}")
+        raise
+
+
+def outcome_value(outcome: tuple) -> Any:
+    """The value of a task outcome, or raise its exception with the remote traceback as cause."""
+    ok, value, tb = outcome
+    if ok:
+        return value
+    if tb:
+        value.__cause__ = RemoteTraceback(tb)
+    raise value
+
+
+def chunk_sizes(n_items: int, n_chunks: int) -> list[int]:
+    """Split ``n_items`` into ``n_chunks`` contiguous sizes differing by at most one."""
+    q, r = divmod(n_items, n_chunks)
+    return [q + 1] * r + [q] * (n_chunks - r)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int, desc: str):
+        self.bar = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
+        self._lock = threading.Lock()
+        self._left = total
+
+    def add(self, n: int) -> None:
+        if self.bar is None:
+            return
+        with self._lock:
+            self.bar.update(n)
+            self._left -= n
+            if self._left <= 0:
+                self.bar.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Executor(concurrent.futures.Executor):
+    """Run functions in parallel on a backend: ``local`` (the default), ``slurm``, ``pbs``,
+    ``lsf`` or ``sge``.
+
+    Parameters
+    ----------
+    backend : str, optional
+        Backend name. Default: ``$HPCPAR_BACKEND``, else the profile's backend, else ``"local"``.
+    profile : str, optional
+        A profile in the config file (see :mod:`hpcpar.config`); default ``$HPCPAR_PROFILE``.
+    cpus_per_task, mem, walltime, gpus, nodes, queue, account, qos, extra_directives, setup
+        Resources per array task (:class:`hpcpar.Resources`): ``mem`` as bytes or ``"4GB"``,
+        ``walltime`` as seconds or ``"1:30:00"``.
+    max_workers : int, optional
+        Local backend: worker processes (default: the CPUs this process may use).
+    chunksize : int, optional
+        Tasks per chunk (one chunk = one array task). Default: about ``chunks_per_slot`` (4)
+        chunks per slot the backend reports, which balances load and keeps jobs few.
+    runs_dir : str, optional
+        Batch backends: where run folders go (default ``$HPCPAR_RUNS_DIR``, else
+        ``platformdirs.user_data_dir("hpcpar")/runs``). Must be shared with the compute nodes.
+    job_name : str, optional
+        Job name shown by the scheduler (default: the function's name).
+    max_retries : int
+        Resubmissions of an array task that ended without results (default 2).
+    max_running : int, optional
+        Array tasks allowed to run at once (``%N`` in SLURM's ``--array``).
+    progress : bool, optional
+        tqdm bar for ``map``/``map_reduce``; default: only when stderr is a terminal.
+    detach : bool
+        Leave jobs running on exceptions and signals, for a later :func:`hpcpar.attach` (default False).
+    poll_interval_s, max_poll_interval_s : float
+        Watcher poll interval, backing off from the first to the second (default 1 s to 30 s).
+    submit_linger_s : float, optional
+        ``submit`` gathers calls made within this many seconds into one array
+        (default 0 for local, 0.2 s for batch backends).
+    signal_s : int
+        Batch backends: ask for SIGUSR2 this many seconds before walltime; the worker then saves
+        finished tasks and the rest are requeued (default 60).
+    checkpoint_s : float
+        Seconds between a worker's partial-result checkpoints (default 10).
+    template_dir : str, optional
+        A folder of job-script templates searched before the shipped ones.
+    python : str, optional
+        Python interpreter on the compute nodes (default: this one, ``sys.executable``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown backend (the message lists the valid ones), unknown option (lists the valid
+        ones), missing profile (names the config path), or a malformed resource.
+    """
+
+    def __init__(self, backend: str | None = None, *, profile: str | None = None, **options: Any):
+        name, resources, opts = config.resolve(backend, profile, options)
+        self.backend_name = name
+        self.resources = resources
+        self.options = opts
+        self._backend = backends.create(name, resources, opts)
+        self._handles: list[RunHandle] = []
+        self._lock = threading.RLock()
+        self._shutdown = False
+        self._checked = False
+        linger = opts.submit_linger_s
+        self._linger_s = self._backend.submit_linger_s if linger is None else linger
+        self._pending: list[tuple[Any, tuple, dict, Future]] = []
+        self._timer: threading.Timer | None = None
+
+    def __repr__(self) -> str:
+        return f"<hpcpar.Executor backend={self.backend_name!r} {self.resources}>"
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if not self._checked:
+            self._backend.check()
+            self._checked = True
+
+    def _progress_enabled(self) -> bool:
+        if self.options.progress is not None:
+            return self.options.progress
+        return sys.stderr.isatty()
+
+    def _job_name(self, fn: Any) -> str:
+        return self.options.job_name or getattr(fn, "__name__", None) or "hpcpar"
+
+    def _start(self, request: RunRequest) -> RunHandle:
+        handle = self._backend.start(request)
+        with self._lock:
+            self._handles = [h for h in self._handles if not h.done()]
+            self._handles.append(handle)
+        return handle
+
+    def _chunk(self, items: list, chunksize: int | None) -> list[int]:
+        n = len(items)
+        size = chunksize or self.options.chunksize
+        if size is not None:
+            if size < 1:
+                raise ConfigError(f"chunksize={size!r} must be >= 1")
+            return chunk_sizes(n, math.ceil(n / size))
+        slots = max(1, self._backend.slots())
+        return chunk_sizes(n, min(n, self.options.chunks_per_slot * slots))
+
+    def _start_items(self, fn: Callable, items: list, mode: str, kind: str,
+                     chunksize: int | None, reducer: Callable | None = None) -> tuple[RunHandle, list[int]]:
+        payload = _dumps({"fn": fn, "mode": mode, "reducer": reducer},
+                         "the function" if reducer is None else "the mapper or reducer")
+        sizes = self._chunk(items, chunksize)
+        chunks, start = [], 0
+        for size in sizes:
+            tasks = [(args, {}) for args in items[start:start + size]]
+            chunks.append(_dumps_tasks(tasks, start))
+            start += size
+        request = RunRequest(payload, chunks, sizes, mode=mode, kind=kind, job_name=self._job_name(fn))
+        return self._start(request), sizes
+
+    # -- concurrent.futures API --------------------------------------------------------------
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
+
+        Calls made within ``submit_linger_s`` of each other go out as one array (one array task
+        per call). The function and arguments are pickled here, so an unpicklable one raises
+        :class:`SerializationError` (a ``TypeError``) at once.
+        """
+        with self._lock:
+            self._check_open()
+            fn_bytes = _dumps({"fn": fn, "mode": "map", "reducer": None}, "the function")
+            task = _dumps_tasks([(args, kwargs)], 0)
+            fut: Future = Future()
+            self._pending.append((fn_bytes, task, fn, fut))
+            if self._linger_s <= 0:
+                self._flush_locked()
+            elif self._timer is None:
+                self._timer = threading.Timer(self._linger_s, self._flush)
+                self._timer.daemon = True
+                self._timer.start()
+            return fut
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        groups: dict[bytes, list] = {}
+        for fn_bytes, task, fn, fut in pending:
+            if fut.cancelled():
+                continue
+            groups.setdefault(fn_bytes, []).append((task, fn, fut))
+        for fn_bytes, calls in groups.items():
+            futs = [c[2] for c in calls]
+            request = RunRequest(fn_bytes, [c[0] for c in calls], [1] * len(calls),
+                                 kind="submit", job_name=self._job_name(calls[0][1]))
+            try:
+                handle = self._start(request)
+            except BaseException as exc:  # noqa: BLE001 - surfaced through every future
+                for f in futs:
+                    if f.set_running_or_notify_cancel():
+                        f.set_exception(exc)
+                continue
+            for f, cf in zip(futs, handle.futures):
+                cf.add_done_callback(functools.partial(_resolve_call, f))
+                f.add_done_callback(functools.partial(_cancel_chunk, cf))
+
+    def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
+            chunksize: int | None = None) -> Iterator:
+        """Like :meth:`concurrent.futures.Executor.map`: ``fn`` over zipped ``iterables``, results
+        in order, yielded as soon as their chunk finishes.
+
+        Everything is submitted before this returns, as one job array (chunk i = array task i).
+
+        Parameters
+        ----------
+        chunksize : int, optional
+            Tasks per chunk; default: about 4 chunks per slot (see the class docstring).
+        timeout : float, optional
+            Seconds from this call after which ``next()`` raises ``TimeoutError``.
+
+        Raises
+        ------
+        SerializationError
+            At once, if ``fn`` or an item cannot be pickled (the message names it).
+        """
+        with self._lock:
+            self._check_open()
+            items = list(zip(*iterables))
+            if not items:
+                return iter(())
+            handle, sizes = self._start_items(fn, items, "map", "map", chunksize)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        progress = _Progress(self._progress_enabled(), len(items), self._job_name(fn))
+        for f, n in zip(handle.futures, sizes):
+            f.add_done_callback(lambda _f, n=n: progress.add(n))
+        return self._iter_results(handle, deadline, progress)
+
+    def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress) -> Iterator:
+        try:
+            for f in handle.futures:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                result: ChunkResult = f.result(left)
+                for outcome in result.outcomes:
+                    yield outcome_value(outcome)
+        finally:
+            progress.close()
+            handle.cancel()        # like concurrent.futures: an abandoned map cancels the rest
+
+    def map_reduce(self, mapper: Callable, iterable: Iterable, reducer: Callable,
+                   initializer: Any = None, *, chunksize: int | None = None,
+                   timeout: float | None = None) -> Any:
+        """``functools.reduce(reducer, map(mapper, iterable)[, initializer])``, in parallel.
+
+        Each chunk reduces its own mapped values inside its job; the driver then combines the
+        partial results in an order-preserving binary tree, with ``initializer`` (if not None)
+        on the far left. For an associative ``reducer`` the result equals the sequential reduce.
+
+        Returns
+        -------
+        The reduced value; ``initializer`` for an empty iterable.
+
+        Raises
+        ------
+        TypeError
+            For an empty iterable and no initializer, as ``functools.reduce`` does.
+        Exception
+            The first (in item order) exception raised by ``mapper`` or ``reducer``, with the
+            remote traceback as ``__cause__``.
+        """
+        with self._lock:
+            self._check_open()
+            items = [(x,) for x in iterable]
+            if not items:
+                if initializer is None:
+                    raise TypeError("reduce() of empty iterable with no initial value")
+                return initializer
+            handle, sizes = self._start_items(mapper, items, "reduce", "map_reduce", chunksize, reducer)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        progress = _Progress(self._progress_enabled(), len(items), self._job_name(mapper))
+        for f, n in zip(handle.futures, sizes):
+            f.add_done_callback(lambda _f, n=n: progress.add(n))
+        stack: list[tuple[int, Any]] = []          # (tree level, value), an order-preserving tree
+        try:
+            for f in handle.futures:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                value = outcome_value(f.result(left).outcomes[0])
+                level = 0
+                while stack and stack[-1][0] == level:
+                    value = reducer(stack.pop()[1], value)
+                    level += 1
+                stack.append((level, value))
+        finally:
+            progress.close()
+            handle.cancel()
+        result = stack.pop()[1]
+        while stack:
+            result = reducer(stack.pop()[1], result)
+        return result if initializer is None else reducer(initializer, result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; with ``cancel_futures``, cancel what has not finished (and its
+        jobs, unless ``detach``); with ``wait``, block until the rest is done."""
+        with self._lock:
+            if cancel_futures:
+                for _, _, _, fut in self._pending:
+                    cancel_future(fut)
+            self._flush_locked()
+            self._shutdown = True
+            handles = list(self._handles)
+        if cancel_futures:
+            for h in handles:
+                h.cancel()
+        if wait:
+            for h in handles:
+                concurrent.futures.wait(h.futures)
+        self._backend.shutdown(wait=wait, cancel=cancel_futures and not self.options.detach)
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
+        failed = exc_type is not None and not self.options.detach
+        self.shutdown(wait=True, cancel_futures=failed)
+        return False
+
+    # -- dry run -----------------------------------------------------------------------------
+    def job_script(self, command: list[str] | None = None) -> str:
+        """The job script this executor would submit, without writing or submitting anything.
+
+        Parameters
+        ----------
+        command : list of str, optional
+            Run this argv instead of the hpcpar worker.
+        """
+        return self._backend.job_script(command)
+
+
+def _resolve_call(fut: Future, chunk_future: Future) -> None:
+    if chunk_future.cancelled():
+        cancel_future(fut)
+        return
+    if not fut.set_running_or_notify_cancel():
+        return
+    exc = chunk_future.exception()
+    if exc is not None:
+        fut.set_exception(exc)
+        return
+    try:
+        fut.set_result(outcome_value(chunk_future.result().outcomes[0]))
+    except BaseException as task_exc:  # noqa: BLE001 - the task's own exception
+        fut.set_exception(task_exc)
+
+
+def _cancel_chunk(chunk_future: Future, fut: Future) -> None:
+    if fut.cancelled():
+        cancel_future(chunk_future)
+
+
+__all__ = ["Executor", "SerializationError", "chunk_sizes", "outcome_value"]

@@ -1,0 +1,155 @@
+"""The Executor contract, run against every backend available (after CPython's executor tests).
+
+``local`` always runs; ``slurm`` needs the real SLURM (``scripts/slurm-single-host``). The same
+functions and assertions serve both.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import operator
+import threading
+import time
+
+import pytest
+
+import hpcpar
+from hpcpar.executor import SerializationError
+
+BACKENDS = [pytest.param("local", id="local"), pytest.param("slurm", id="slurm", marks=pytest.mark.slurm)]
+
+
+@pytest.fixture(params=BACKENDS)
+def make(request, runs_dir):
+    if request.param == "slurm":
+        request.getfixturevalue("slurm")
+    made = []
+
+    def factory(**kw):
+        kw.setdefault("runs_dir", str(runs_dir))
+        if request.param != "local":
+            kw.setdefault("poll_interval_s", 0.5)
+            kw.setdefault("max_poll_interval_s", 2.0)
+        ex = hpcpar.Executor(request.param, **kw)
+        made.append(ex)
+        return ex
+
+    yield factory
+    for ex in made:
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+class Boom(ValueError):
+    pass
+
+
+def explode(x):
+    if x == 3:
+        raise Boom(f"task {x} failed on purpose")
+    return x
+
+
+def concat(a, b):
+    return a + b
+
+
+def test_map_is_ordered_and_complete(make):
+    ex = make()
+    items = list(range(57))
+    assert list(ex.map(square, items)) == [x * x for x in items]
+    assert list(ex.map(add, range(5), range(10, 15), chunksize=2)) == [10 + 2 * i for i in range(5)]
+    assert list(ex.map(square, [])) == []
+
+
+def test_submit_and_as_completed(make):
+    ex = make()
+    futures = {ex.submit(add, i, b=100): i for i in range(6)}
+    seen = {}
+    for f in concurrent.futures.as_completed(futures, timeout=300):
+        seen[futures[f]] = f.result()
+    assert seen == {i: i + 100 for i in range(6)}
+    assert hpcpar.as_completed is concurrent.futures.as_completed
+
+
+def test_exception_type_and_remote_traceback(make):
+    ex = make()
+    results = ex.map(explode, range(6), chunksize=2)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(Boom, match="task 3 failed on purpose") as err:
+        next(results)
+    cause = err.value.__cause__
+    assert isinstance(cause, hpcpar.errors.RemoteTraceback)
+    assert "in explode" in str(cause) and 'raise Boom(f"task {x} failed on purpose")' in str(cause)
+    fut = ex.submit(explode, 3)
+    assert isinstance(fut.exception(timeout=300), Boom)
+
+
+@pytest.mark.parametrize("n,chunksize", [(1, None), (10, 3), (100, None), (37, 5)])
+def test_map_reduce_equals_sequential_reduce(make, n, chunksize):
+    ex = make()
+    items = [str(i) for i in range(n)]          # string concatenation: associative, not commutative
+    expected = functools.reduce(concat, map(str.upper, items))
+    assert ex.map_reduce(str.upper, items, concat, chunksize=chunksize) == expected
+    assert ex.map_reduce(str.upper, items, concat, "init:", chunksize=chunksize) == \
+        functools.reduce(concat, map(str.upper, items), "init:")
+
+
+def test_map_reduce_empty_input(make):
+    ex = make()
+    assert ex.map_reduce(square, [], operator.add, 0) == 0
+    with pytest.raises(TypeError, match="reduce\\(\\) of empty iterable with no initial value"):
+        ex.map_reduce(square, [], operator.add)
+
+
+def test_map_reduce_error_surfaces(make):
+    ex = make()
+    with pytest.raises(Boom):
+        ex.map_reduce(explode, range(8), operator.add, chunksize=2)
+
+
+def test_unpicklable_function_rejected_at_submit(make):
+    ex = make()
+    lock = threading.Lock()
+
+    def uses_lock(x):
+        with lock:
+            return x
+
+    with pytest.raises(SerializationError, match="cannot pickle the function .*uses_lock.*lock"):
+        ex.submit(uses_lock, 1)
+    with pytest.raises(TypeError):
+        ex.map(uses_lock, range(3))
+    with pytest.raises(SerializationError, match=r"argument 0 of item 2 .*lock"):
+        ex.map(square, [1, 2, threading.Lock()])
+
+
+def test_shutdown_cancel_futures(make):
+    ex = make(**({"max_workers": 1} if make.__name__ else {}))
+    futures = [ex.submit(time.sleep, 0.5) for _ in range(6)]
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert all(f.done() for f in futures)
+    assert any(f.cancelled() for f in futures)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(square, 2)
+
+
+def test_context_manager_waits(make):
+    with make() as ex:
+        futures = [ex.submit(square, i) for i in range(4)]
+    assert [f.result(timeout=0) for f in futures] == [0, 1, 4, 9]
+
+
+def test_map_timeout(make):
+    ex = make()
+    it = ex.map(time.sleep, [30, 30], timeout=0.5)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        next(it)
