@@ -1,0 +1,497 @@
+"""The generic batch backend: run folder + one job array + one watcher, for any scheduler spec.
+
+For each run it writes the run folder, renders ``job.sh`` once, and submits the chunks as an
+array (``spec.submissions``). A :class:`Watcher` thread (one per executor) then polls::
+
+    every interval (1 s, backing off x1.5 to 30 s while nothing changes):
+        one status call for every live array job        (spec.status_argv / parse_status)
+        one listing of each live run's results/
+        complete results file        -> resolve the chunk's future
+        job final, no complete result -> after a grace period:
+            stopped by SIGUSR2 (walltime warning) with progress -> requeue (not a retry)
+            retries left                                        -> resubmit, only those indices
+            else                                                -> JobLostError
+        final states refined by accounting (sacct) when the scheduler has it, in one call
+
+Resubmissions of one poll go out together as one array. Cancellation requests are batched into
+one cancel command per poll.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import ClassVar
+
+from .. import _signals, _subprocess
+from ..config import default_runs_dir
+from ..errors import HpcparError, JobLostError, SchedulerNotFoundError, SubmissionError
+from ..rundir import ChunkResult, CorruptFileError, RunDir, atomic_write, driver_python_path
+from ..states import JobState
+from .base import Backend, RunHandle, RunRequest, cancel_future
+from .spec import SchedulerSpec, TaskStatus
+
+log = logging.getLogger("hpcpar")
+
+#: most chunks a map makes by default (each chunk is one array task; far more only adds
+#: scheduler overhead). ``chunksize=`` overrides.
+DEFAULT_SLOT_CAP = 250
+
+
+@dataclasses.dataclass
+class ChunkState:
+    index: int
+    future: Future
+    size: int
+    job_id: str | None = None
+    task_id: str | None = None
+    attempts: int = 0            # submissions of this chunk
+    retries: int = 0             # of which were retries after a loss
+    done_at_submit: int = 0      # tasks finished when last submitted (requeue needs progress)
+    result_mtime: float | None = None
+    partial: ChunkResult | None = None
+    status: TaskStatus = TaskStatus(JobState.PENDING)
+    final_since: float | None = None
+
+
+class BatchRun:
+    """The watcher's view of one run."""
+
+    def __init__(self, rd: RunDir, chunks: dict[int, ChunkState], meta: dict):
+        self.rd = rd
+        self.chunks = chunks
+        self.unfinished = dict(chunks)
+        self.meta = meta
+        self.lock = threading.Lock()
+
+    @property
+    def futures(self) -> list[Future]:
+        return [self.chunks[i].future for i in sorted(self.chunks)]
+
+
+class BatchBackend(Backend):
+    """A batch scheduler driven by a :class:`~hpcpar.backends.spec.SchedulerSpec`."""
+
+    spec: ClassVar[SchedulerSpec]
+    submit_linger_s = 0.2
+    #: seconds a job may be final without a visible results file before it counts as lost
+    #: (results written just before the job ended may take a moment to show over NFS)
+    lost_grace_s: float = 3.0
+
+    def __init__(self, resources, options):
+        super().__init__(resources, options)
+        self._lock = threading.RLock()
+        self._probe: dict | None = None
+        self._slots: int | None = None
+        self._watcher: Watcher | None = None
+
+    # -- capabilities ------------------------------------------------------------------------
+    def check(self) -> None:
+        for cmd in self.spec.commands:
+            if shutil.which(cmd) is None:
+                raise SchedulerNotFoundError(cmd, self.name)
+
+    def run_cmd(self, argv, input: str | None = None, check: bool = True, env=None):
+        return _subprocess.run(argv, self.name, timeout_s=self.options.command_timeout_s,
+                               input=input, check=check, env=env)
+
+    def probe(self) -> dict:
+        """Scheduler facts read once per executor (array size limit, accounting)."""
+        with self._lock:
+            if self._probe is None:
+                self._probe = {"max_array_size": None, "accounting": False}
+                argv = getattr(self.spec, "config_argv", lambda: None)()
+                if argv:
+                    try:
+                        self._probe.update(self.spec.parse_config(self.run_cmd(argv).stdout))
+                    except HpcparError as exc:
+                        log.warning("%s: could not read the scheduler's configuration (%s); "
+                                    "assuming defaults", self.name, exc)
+            return self._probe
+
+    def slots(self) -> int:
+        with self._lock:
+            if self._slots is None:
+                slots = None
+                argv_fn = getattr(self.spec, "slots_argv", None)
+                if argv_fn is not None:
+                    try:
+                        out = self.run_cmd(argv_fn(self.resources.queue)).stdout
+                        slots = self.spec.parse_slots(out, self.resources.queue, self.resources.cpus_per_task)
+                    except HpcparError as exc:
+                        log.warning("%s: could not count the queue's CPUs (%s)", self.name, exc)
+                slots = slots or 8
+                if self.options.max_running:
+                    slots = min(slots, self.options.max_running)
+                self._slots = max(1, min(slots, DEFAULT_SLOT_CAP))
+            return self._slots
+
+    def runs_root(self) -> Path:
+        return Path(self.options.runs_dir).expanduser() if self.options.runs_dir else default_runs_dir()
+
+    def signal_seconds(self) -> int | None:
+        """Seconds before walltime at which the worker is warned (SIGUSR2); at most half of it."""
+        if not self.options.signal_s:
+            return None
+        if self.resources.walltime:
+            return max(1, min(self.options.signal_s, self.resources.walltime // 2))
+        return self.options.signal_s
+
+    def script_context(self, job_name, command, run_dir=None, log_dir=None, array_file=None,
+                       workdir=None, **extra):
+        ctx = super().script_context(job_name, command, run_dir, log_dir, array_file, workdir, **extra)
+        if command and command[:3] == [self.python(), "-m", "hpcpar.worker"]:
+            ctx["signal_s"] = self.signal_seconds()
+        return ctx
+
+    # -- running -----------------------------------------------------------------------------
+    def start(self, request: RunRequest) -> RunHandle:
+        self.check()
+        probe = self.probe()
+        meta = {
+            "backend": self.name,
+            "kind": request.kind,
+            "mode": request.mode,
+            "job_name": request.job_name,
+            "n_chunks": len(request.chunks),
+            "chunk_sizes": request.chunk_sizes,
+            "resources": self.resources.to_json(),
+            "options": dataclasses.asdict(self.options),
+            "python": self.python(),
+            "python_path": driver_python_path(),
+            "driver": {"host": os.uname().nodename, "pid": os.getpid()},
+            "submissions": [],
+            "accounting": probe["accounting"],
+        }
+        rd = RunDir.create(self.runs_root(), prefix=request.job_name, meta=meta)
+        rd.write_function(request.fn_payload)
+        for i, chunk in enumerate(request.chunks):
+            rd.write_chunk(i, chunk)
+        script = self.render_script(self.script_context(
+            request.job_name, self.worker_command(str(rd.path)), run_dir=str(rd.path),
+            log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd()))
+        atomic_write(rd.script_path, script.encode(), mode=0o700)
+        chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
+        run = BatchRun(rd, chunks, meta)
+        try:
+            self.submit_chunks(run, sorted(chunks), reason="initial")
+        except BaseException:
+            rd.update_meta(state="submit-failed")
+            raise
+        rd.update_meta(state="submitted", submissions=run.meta["submissions"])
+        self.watch(run)
+        return _BatchHandle(rd.run_id, run.futures, self, run)
+
+    def watch(self, run: BatchRun) -> None:
+        for c in run.chunks.values():
+            c.future.add_done_callback(lambda f, run=run, c=c: f.cancelled() and self._watcher_for().cancel_later(run, c))
+        _signals.register(self)
+        self._watcher_for().add(run)
+
+    def _watcher_for(self) -> "Watcher":
+        with self._lock:
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = Watcher(self)
+                self._watcher.start()
+            return self._watcher
+
+    def submit_chunks(self, run: BatchRun, indices: list[int], reason: str) -> None:
+        """Submit ``indices`` of ``run`` as array job(s); record them in run.json."""
+        probe = self.probe()
+        subs = self.spec.submissions(str(run.rd.script_path), indices, self.options.max_running,
+                                     probe.get("max_array_size"))
+        done_jobs: list[str] = []
+        for sub in subs:
+            try:
+                proc = self.run_cmd(sub.argv, input=sub.stdin)
+                job_id = self.spec.parse_job_id(proc.stdout)
+            except (SubmissionError, ValueError) as exc:
+                if done_jobs and reason == "initial":          # all or nothing
+                    self.run_cmd(self.spec.cancel_argv(done_jobs), check=False)
+                if isinstance(exc, ValueError):
+                    raise SubmissionError(sub.argv, 0, str(exc)) from exc
+                raise
+            done_jobs.append(job_id)
+            for i in sub.indices:
+                c = run.chunks[i]
+                c.job_id = job_id
+                c.task_id = self.spec.task_id(job_id, i - sub.offset + self.spec.array_index_base)
+                c.attempts += 1
+                c.retries += reason == "retry"
+                c.done_at_submit = c.partial.done if c.partial else 0
+                c.status, c.final_since = TaskStatus(JobState.PENDING), None
+            run.meta["submissions"].append({"job_id": job_id, "indices": list(sub.indices),
+                                            "offset": sub.offset, "reason": reason, "time": time.time()})
+            log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name, job_id,
+                     len(sub.indices), reason, run.rd.run_id)
+
+    def cancel_ids(self, ids: list[str]) -> None:
+        """One cancel command for these job ids or array task ids; failures are logged."""
+        ids = sorted({i for i in ids if i})
+        if not ids:
+            return
+        proc = self.run_cmd(self.spec.cancel_argv(ids), check=False)
+        if proc.returncode != 0:
+            log.warning("%s: cancel exited %d: %s", self.name, proc.returncode, proc.stderr.strip())
+
+    def cancel_run(self, run: BatchRun) -> None:
+        """Cancel every unfinished chunk of ``run``: whole array jobs (their finished tasks are
+        unaffected), in one call."""
+        with run.lock:
+            pending = list(run.unfinished.values())
+            run.unfinished.clear()
+        for c in pending:
+            cancel_future(c.future)
+        self.cancel_ids([c.job_id for c in pending])
+        self._watcher_for().update_meta([run])
+
+    def on_driver_signal(self, signame: str) -> None:
+        if self.options.detach:
+            return
+        watcher = self._watcher
+        if watcher is None:
+            return
+        runs = watcher.live_runs()
+        if runs:
+            log.warning("hpcpar: %s received; cancelling %d run(s)", signame, len(runs))
+        for run in runs:
+            self.cancel_run(run)
+
+    def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
+        watcher = self._watcher
+        if watcher is None:
+            return
+        if cancel:
+            for run in watcher.live_runs():
+                self.cancel_run(run)
+        watcher.stop_when_idle()
+        if wait:
+            watcher.join()
+
+
+class _BatchHandle(RunHandle):
+    def __init__(self, run_id, futures, backend: BatchBackend, run: BatchRun):
+        super().__init__(run_id, futures)
+        self.backend = backend
+        self.run = run
+
+    def cancel(self) -> None:
+        if not self.done():
+            self.backend.cancel_run(self.run)
+
+
+class Watcher(threading.Thread):
+    """One thread per executor: batched polling, result collection, retries."""
+
+    def __init__(self, backend: BatchBackend):
+        super().__init__(name=f"hpcpar-watcher-{backend.name}", daemon=True)
+        self.backend = backend
+        self.runs: list[BatchRun] = []
+        self.cond = threading.Condition()
+        self.to_cancel: list[tuple[BatchRun, ChunkState]] = []
+        self.stopping = False
+        self.status_calls = 0
+        self.failures = 0
+
+    def add(self, run: BatchRun) -> None:
+        with self.cond:
+            self.runs.append(run)
+            self.cond.notify()
+
+    def cancel_later(self, run: BatchRun, c: ChunkState) -> None:
+        with self.cond:
+            self.to_cancel.append((run, c))
+            self.cond.notify()
+
+    def live_runs(self) -> list[BatchRun]:
+        with self.cond:
+            return [r for r in self.runs if r.unfinished]
+
+    def stop_when_idle(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+
+    def run(self) -> None:
+        opts = self.backend.options
+        interval = opts.poll_interval_s
+        while True:
+            with self.cond:
+                if not self.to_cancel:
+                    self.cond.wait(timeout=interval)
+                cancels, self.to_cancel = self.to_cancel, []
+                self.runs = [r for r in self.runs if r.unfinished]
+                runs = list(self.runs)
+                if self.stopping and not runs and not cancels:
+                    return
+            try:
+                if cancels:
+                    self._cancel(cancels)
+                changed = self._poll(runs) if runs else False
+            except Exception as exc:  # noqa: BLE001 - keep watching; fail futures if it persists
+                changed = False
+                self._on_error(runs, exc)
+            interval = opts.poll_interval_s if changed else min(interval * 1.5, opts.max_poll_interval_s)
+
+    def _on_error(self, runs, exc) -> None:
+        self.failures += 1
+        log.warning("%s watcher: %s (failure %d in a row)", self.backend.name, exc, self.failures)
+        if self.failures >= 10:
+            for run in runs:
+                for c in list(run.unfinished.values()):
+                    self._finish(run, c, error=exc)
+
+    def _cancel(self, pairs) -> None:
+        ids = []
+        for run, c in pairs:
+            with run.lock:
+                if run.unfinished.pop(c.index, None) is not None:
+                    ids.append(c.task_id)
+        self.backend.cancel_ids(ids)
+        self.update_meta({run for run, _ in pairs})
+
+    # -- one poll ----------------------------------------------------------------------------
+    def query(self, job_ids: list[str]) -> dict[str, TaskStatus]:
+        spec = self.backend.spec
+        self.status_calls += 1
+        proc = self.backend.run_cmd(spec.status_argv(job_ids), check=False)
+        if proc.returncode != 0:
+            if spec.status_failed_means_gone(proc.stderr):
+                return {}
+            raise SubmissionError(spec.status_argv(job_ids), proc.returncode, proc.stderr, proc.stdout)
+        return spec.parse_status(proc.stdout)
+
+    def _poll(self, runs: list[BatchRun]) -> bool:
+        job_ids = sorted({c.job_id for r in runs for c in list(r.unfinished.values()) if c.job_id},
+                         key=lambda j: (len(j), j))
+        statuses = self.query(job_ids) if job_ids else {}
+        self.failures = 0
+        now = time.monotonic()
+        changed = False
+        decide: list[tuple[BatchRun, ChunkState]] = []
+        for run in runs:
+            try:
+                mtimes = run.rd.result_mtimes()
+            except OSError as exc:
+                log.warning("cannot list %s: %s", run.rd.results_dir, exc)
+                continue
+            for idx, c in list(run.unfinished.items()):
+                if c.future.cancelled():
+                    continue
+                mtime = mtimes.get(idx)
+                if mtime is not None and mtime != c.result_mtime:
+                    c.result_mtime = mtime
+                    result = self._read(run, idx)
+                    if result is not None and result.complete:
+                        self._finish(run, c, result=result)
+                        changed = True
+                        continue
+                    c.partial = result if result is not None else c.partial
+                status = statuses.get(c.task_id or "", TaskStatus(JobState.MISSING))
+                c.status = status
+                if status.state.is_live:
+                    c.final_since = None
+                    continue
+                if c.final_since is None:
+                    c.final_since = now
+                    changed = True          # look again soon
+                elif now - c.final_since >= self.backend.lost_grace_s:
+                    decide.append((run, c))
+        if decide:
+            changed = True
+            self._refine_final(decide)
+            self._handle_lost(decide)
+        return changed
+
+    def _read(self, run: BatchRun, idx: int) -> ChunkResult | None:
+        try:
+            return run.rd.read_result(idx)
+        except CorruptFileError as exc:
+            moved = run.rd.quarantine_result(idx)
+            log.warning("%s; moved to %s, the chunk will be rerun", exc, moved.name)
+            return None
+        except (OSError, EOFError, ValueError) as exc:
+            log.warning("cannot read result %d of %s: %s", idx, run.rd.run_id, exc)
+            return None
+
+    def _refine_final(self, decide) -> None:
+        """Final states from accounting (sacct), one call, when the scheduler has it."""
+        spec = self.backend.spec
+        if not self.backend.probe().get("accounting"):
+            return
+        ids = [c.task_id for _, c in decide if c.task_id]
+        argv = spec.final_status_argv(ids)
+        if not argv:
+            return
+        proc = self.backend.run_cmd(argv, check=False)
+        if proc.returncode != 0:
+            log.warning("%s: %s exited %d: %s", self.backend.name, argv[0], proc.returncode, proc.stderr.strip())
+            return
+        final = spec.parse_final_status(proc.stdout)
+        for _, c in decide:
+            st = final.get(c.task_id or "")
+            if st is not None and not st.state.is_live:
+                c.status = st
+
+    def _handle_lost(self, decide) -> None:
+        opts = self.backend.options
+        by_run: dict[BatchRun, dict[str, list[int]]] = {}
+        for run, c in decide:
+            result = self._read(run, c.index) if run.rd.result_path(c.index).exists() else None
+            if result is not None and result.complete:       # arrived during the grace period
+                self._finish(run, c, result=result)
+                continue
+            c.partial = result
+            requeue = (result is not None and result.stopped_by == "SIGUSR2"
+                       and result.attempts >= c.attempts and result.done > c.done_at_submit)
+            if requeue:
+                by_run.setdefault(run, {}).setdefault("requeue", []).append(c.index)
+            elif c.retries < opts.max_retries:
+                log.warning("%s: array task %s ended %s without results; resubmitting (retry %d of %d)",
+                            self.backend.name, c.task_id, c.status.state.name, c.retries + 1, opts.max_retries)
+                by_run.setdefault(run, {}).setdefault("retry", []).append(c.index)
+            else:
+                stem = self.backend.spec.log_stem(c.task_id or "")
+                self._finish(run, c, error=JobLostError(
+                    c.status.state, c.task_id or "?", c.status.exit_code,
+                    run.rd.stderr_tail(stem), attempts=c.attempts))
+        for run, reasons in by_run.items():
+            for reason, indices in reasons.items():
+                try:
+                    self.backend.submit_chunks(run, indices, reason)
+                except HpcparError as exc:
+                    for i in indices:
+                        self._finish(run, run.chunks[i], error=exc)
+            self.update_meta([run])
+
+    def _finish(self, run: BatchRun, c: ChunkState, result: ChunkResult | None = None,
+                error: BaseException | None = None) -> None:
+        with run.lock:
+            if run.unfinished.pop(c.index, None) is None:
+                return
+            last = not run.unfinished
+        if c.future.set_running_or_notify_cancel():
+            if error is not None:
+                c.future.set_exception(error)
+            else:
+                c.future.set_result(result)
+        if last:
+            self.update_meta([run])
+
+    def update_meta(self, runs) -> None:
+        for run in runs:
+            state = "running" if run.unfinished else (
+                "failed" if any(c.future.done() and not c.future.cancelled() and c.future.exception()
+                                for c in run.chunks.values()) else
+                "cancelled" if any(c.future.cancelled() for c in run.chunks.values()) else "done")
+            try:
+                run.rd.update_meta(state=state, submissions=run.meta["submissions"])
+            except OSError as exc:
+                log.warning("cannot update %s: %s", run.rd.meta_path, exc)

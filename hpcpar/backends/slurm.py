@@ -1,0 +1,212 @@
+"""SLURM: ``sbatch --parsable`` job arrays, ``squeue`` for live states, ``sacct`` for final ones.
+
+Sources: sbatch(1) (``--array``, ``--parsable``, ``--signal``), squeue(1) section JOB STATE CODES,
+sacct(1) section JOB STATE CODES, scontrol(1) ``show config`` (``MaxArraySize``,
+``AccountingStorageType``); https://slurm.schedmd.com/{sbatch,squeue,sacct,job_array}.html.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from ..states import JobState
+from .batch import BatchBackend
+from .spec import SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
+
+S = JobState
+
+
+class SlurmSpec(SchedulerSpec):
+    name = "slurm"
+    template = "slurm.sh.j2"
+    commands = ("sbatch", "squeue", "scancel")
+    array_index_var = "SLURM_ARRAY_TASK_ID"
+    array_index_base = 0
+
+    # squeue(1) and sacct(1), JOB STATE CODES. Live states (the job may still write results)
+    # are PENDING or RUNNING here; everything else is final.
+    STATES: Mapping[str, JobState] = {
+        "PENDING": S.PENDING, "PD": S.PENDING,
+        "CONFIGURING": S.PENDING, "CF": S.PENDING,      # nodes booting for the job
+        "REQUEUED": S.PENDING, "RQ": S.PENDING,
+        "REQUEUE_HOLD": S.PENDING, "RH": S.PENDING,
+        "REQUEUE_FED": S.PENDING, "RF": S.PENDING,
+        "RESV_DEL_HOLD": S.PENDING, "RD": S.PENDING,
+        "RUNNING": S.RUNNING, "R": S.RUNNING,
+        "COMPLETING": S.RUNNING, "CG": S.RUNNING,       # processes still ending: results may be on their way
+        "SIGNALING": S.RUNNING, "SI": S.RUNNING,
+        "STAGE_OUT": S.RUNNING, "SO": S.RUNNING,
+        "RESIZING": S.RUNNING, "RS": S.RUNNING,
+        "SUSPENDED": S.RUNNING, "S": S.RUNNING,         # keeps its allocation; resumes later
+        "STOPPED": S.RUNNING, "ST": S.RUNNING,
+        "COMPLETED": S.COMPLETED, "CD": S.COMPLETED,
+        "FAILED": S.FAILED, "F": S.FAILED,
+        "SPECIAL_EXIT": S.FAILED, "SE": S.FAILED,
+        "LAUNCH_FAILED": S.FAILED, "LF": S.FAILED,
+        "CANCELLED": S.CANCELLED, "CA": S.CANCELLED,
+        "REVOKED": S.CANCELLED, "RV": S.CANCELLED,      # federation: ran on another cluster
+        "TIMEOUT": S.TIMEOUT, "TO": S.TIMEOUT,
+        "DEADLINE": S.TIMEOUT, "DL": S.TIMEOUT,
+        "OUT_OF_MEMORY": S.OUT_OF_MEMORY, "OOM": S.OUT_OF_MEMORY,
+        "NODE_FAIL": S.NODE_FAIL, "NF": S.NODE_FAIL,
+        "BOOT_FAIL": S.NODE_FAIL, "BF": S.NODE_FAIL,
+        "PREEMPTED": S.PREEMPTED, "PR": S.PREEMPTED,
+    }
+
+    SQUEUE_FORMAT = "%i|%T"
+    _ARRAY_ID = re.compile(r"^(\d+)_(\d+)$")
+
+    def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
+        """One ``sbatch`` per block of indices below ``MaxArraySize``.
+
+        SLURM requires every array index to be < MaxArraySize (scontrol show config), so
+        chunks at or past it go in further arrays whose indices are shifted down by an offset,
+        passed to the worker as ``HPCPAR_INDEX_OFFSET`` through ``--export``.
+        """
+        limit = max_array_size or 1001
+        blocks: dict[int, list[int]] = {}
+        for i in sorted(set(indices)):
+            offset = (i // (limit - 1)) * (limit - 1) if i >= limit else 0
+            blocks.setdefault(offset, []).append(i)
+        out = []
+        for offset, block in sorted(blocks.items()):
+            spec = range_text(compress_ranges(i - offset for i in block))
+            if max_running:
+                spec += f"%{max_running}"
+            argv = ["sbatch", "--parsable", f"--array={spec}"]
+            env = dict(extra_env or {})
+            if offset:
+                env["HPCPAR_INDEX_OFFSET"] = str(offset)
+            if env:
+                argv.append("--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in sorted(env.items())]))
+            argv.append(script)
+            out.append(Submission(tuple(argv), tuple(block), offset=offset))
+        return out
+
+    def parse_job_id(self, stdout: str) -> str:
+        """``sbatch --parsable`` prints ``JOBID`` or ``JOBID;CLUSTER``."""
+        text = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+        job_id = text.split(";")[0].strip()
+        if not job_id.isdigit():
+            raise ValueError(f"sbatch printed {stdout!r}, not a job id")
+        return job_id
+
+    def task_id(self, job_id: str, array_index: int) -> str:
+        return f"{job_id}_{array_index}"
+
+    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["squeue", "--noheader", "--array", "--states=all",
+                f"--jobs={','.join(job_ids)}", f"--format={self.SQUEUE_FORMAT}"]
+
+    def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
+        """Parse ``squeue --array --format=%i|%T`` lines such as ``1234_7|RUNNING``.
+
+        Pending tasks not yet split off print as ``1234_[8-15%2]``; they are expanded.
+        """
+        out: dict[str, TaskStatus] = {}
+        for line in stdout.splitlines():
+            line = line.strip()
+            if not line or "|" not in line:
+                continue
+            job, native = (x.strip() for x in line.split("|", 1))
+            state = self.map_state(native)
+            for tid in _expand_task_ids(job):
+                out[tid] = TaskStatus(state, native)
+        return out
+
+    def status_failed_means_gone(self, stderr: str) -> bool:
+        return "Invalid job id" in stderr
+
+    def final_status_argv(self, task_ids: Sequence[str]) -> list[str]:
+        return ["sacct", "--noheader", "--parsable2", "--allocations", "--array",
+                "--format=JobID,State,ExitCode", f"--jobs={','.join(task_ids)}"]
+
+    def parse_final_status(self, stdout: str) -> dict[str, TaskStatus]:
+        """Parse ``sacct -P -X --format=JobID,State,ExitCode`` lines: ``1234_7|CANCELLED by 0|0:15``.
+
+        ExitCode is ``code:signal``; a signal becomes ``128 + signal`` as a shell reports it.
+        """
+        out: dict[str, TaskStatus] = {}
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) < 3 or not parts[0]:
+                continue
+            native = parts[1].split()[0] if parts[1].strip() else ""
+            code = None
+            m = re.match(r"^(\d+):(\d+)$", parts[2].strip())
+            if m:
+                code = int(m.group(1)) or (128 + int(m.group(2)) if int(m.group(2)) else 0)
+            state = self.map_state(native)
+            for tid in _expand_task_ids(parts[0]):
+                out[tid] = TaskStatus(state, native, code)
+        return out
+
+    def cancel_argv(self, ids: Sequence[str]) -> list[str]:
+        return ["scancel", *ids]
+
+    # -- probes (run once per executor) -------------------------------------------------------
+    def config_argv(self) -> list[str]:
+        return ["scontrol", "show", "config"]
+
+    def parse_config(self, stdout: str) -> dict:
+        """MaxArraySize and whether accounting (sacct) is available, from ``scontrol show config``."""
+        conf = {}
+        for line in stdout.splitlines():
+            if "=" in line:
+                k, _, v = line.partition("=")
+                conf[k.strip()] = v.strip()
+        max_array = conf.get("MaxArraySize", "1001")
+        storage = conf.get("AccountingStorageType", "accounting_storage/none")
+        return {"max_array_size": int(max_array) if max_array.isdigit() else 1001,
+                "accounting": storage not in ("", "(null)", "accounting_storage/none")}
+
+    def slots_argv(self, queue: str | None) -> list[str]:
+        argv = ["sinfo", "--noheader", "--format=%P|%C"]
+        return argv + [f"--partition={queue}"] if queue else argv
+
+    def parse_slots(self, stdout: str, queue: str | None, cpus_per_task: int) -> int | None:
+        """Array tasks that fit at once: total CPUs of the (default) partition / cpus_per_task.
+
+        ``%C`` is ``allocated/idle/other/total``; the default partition's name ends with ``*``.
+        """
+        for line in stdout.splitlines():
+            if "|" not in line:
+                continue
+            part, cpus = line.strip().split("|", 1)
+            if (queue and part.rstrip("*") == queue) or (not queue and part.endswith("*")):
+                fields = cpus.split("/")
+                if len(fields) == 4 and fields[3].isdigit():
+                    return max(1, int(fields[3]) // max(1, cpus_per_task))
+        return None
+
+
+def _expand_task_ids(job: str) -> list[str]:
+    """``1234_7`` -> [``1234_7``]; ``1234_[8-10,12%2]`` -> [``1234_8``, ``1234_9``, ``1234_10``, ``1234_12``];
+    ``1234`` -> [``1234``]."""
+    m = re.match(r"^(\d+)_\[([^\]]*)\]$", job)
+    if not m:
+        return [job]
+    base, spec = m.group(1), m.group(2).split("%")[0]
+    out = []
+    for part in spec.split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            step = 1
+            if ":" in b:
+                b, s = b.split(":", 1)
+                step = int(s)
+            out.extend(f"{base}_{i}" for i in range(int(a), int(b) + 1, step))
+        elif part.strip().isdigit():
+            out.append(f"{base}_{part.strip()}")
+    return out
+
+
+class SlurmBackend(BatchBackend):
+    """Job arrays on SLURM (see :class:`SlurmSpec`)."""
+
+    name = "slurm"
+    spec = SlurmSpec()
+    template = SlurmSpec.template
+    array_index_var = SlurmSpec.array_index_var
+    array_index_base = SlurmSpec.array_index_base
