@@ -1,0 +1,303 @@
+"""The ``hpcpar`` command line.
+
+::
+
+    hpcpar script slurm --cpus-per-task 4 --mem 8GB --walltime 1:30:00 -- python train.py  # print the job script
+    hpcpar submit slurm --array-file commands.txt                                           # one array task per line
+    hpcpar backends | runs | status RUN | logs RUN [--task I] | cancel RUN | clean --older-than 7d
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import BACKENDS, Options, resolve
+from .errors import HpcparError
+from .resources import parse_walltime
+
+COMMANDS = {
+    "local": (),
+    "slurm": ("sbatch", "squeue", "scancel", "sacct"),
+    "pbs": ("qsub", "qstat", "qdel"),
+    "lsf": ("bsub", "bjobs", "bkill"),
+    "sge": ("qsub", "qstat", "qdel", "qacct"),
+}
+
+
+def _resource_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("resources (per array task)")
+    g.add_argument("--cpus-per-task", "-c", metavar="N", help="CPU cores (default 1)")
+    g.add_argument("--mem", metavar="SIZE", help='memory, e.g. "4GB", "500M" (binary units)')
+    g.add_argument("--walltime", "--time", "-t", metavar="TIME",
+                   help='walltime, e.g. "1:30:00", "2-00:00:00", "90min"')
+    g.add_argument("--gpus", metavar="N", help="GPUs (default 0)")
+    g.add_argument("--nodes", metavar="N", help="nodes (default 1)")
+    g.add_argument("--queue", "--partition", "-q", "-p", metavar="NAME",
+                   help="queue (rendered as --partition on SLURM)")
+    g.add_argument("--account", "-A", metavar="NAME", help="account to charge")
+    g.add_argument("--qos", metavar="NAME", help="quality of service")
+    g.add_argument("--extra-directive", action="append", default=None, metavar="OPT",
+                   dest="extra_directives", help="raw scheduler option, one directive line (repeatable)")
+    g.add_argument("--setup", action="append", default=None, metavar="LINE",
+                   help='shell line run first, e.g. "module load python" (repeatable)')
+    o = p.add_argument_group("job")
+    o.add_argument("--job-name", "-J", metavar="NAME", help="job name")
+    o.add_argument("--profile", metavar="NAME", help="profile from the config file")
+    o.add_argument("--template-dir", metavar="DIR", help="folder of templates to use first")
+    o.add_argument("--array-file", metavar="FILE",
+                   help="one array task per line of FILE (each line run with bash)")
+    o.add_argument("--max-running", metavar="N", help="array tasks running at once")
+    o.add_argument("--workdir", metavar="DIR", help="folder the job starts in (default: here)")
+    for opt in ("dialect", "pe", "mem_unit"):
+        o.add_argument("--" + opt.replace("_", "-"), metavar="X", help=argparse.SUPPRESS)
+
+
+def _executor_kwargs(a) -> dict:
+    names = ("cpus_per_task", "mem", "walltime", "gpus", "nodes", "queue", "account", "qos",
+             "extra_directives", "setup", "job_name", "template_dir", "max_running", "workdir",
+             "dialect", "pe", "mem_unit")
+    return {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
+
+
+def _backend_for(a):
+    from .backends import create
+
+    name, resources, options = resolve(a.backend, a.profile, _executor_kwargs(a))
+    return create(name, resources, options)
+
+
+def _command(a) -> list[str] | None:
+    cmd = list(a.command)
+    if not cmd and not a.array_file:
+        raise HpcparError("give a command after `--`, or --array-file FILE")
+    if cmd and a.array_file:
+        raise HpcparError("give either a command or --array-file, not both")
+    return cmd or None
+
+
+def cmd_script(a) -> int:
+    backend = _backend_for(a)
+    array_file = str(Path(a.array_file).resolve()) if a.array_file else None
+    sys.stdout.write(backend.job_script(_command(a), job_name=a.job_name or "hpcpar", array_file=array_file))
+    return 0
+
+
+def cmd_submit(a) -> int:
+    from .backends.batch import BatchBackend
+    from .rundir import RunDir, atomic_write
+
+    backend = _backend_for(a)
+    if not isinstance(backend, BatchBackend):
+        raise HpcparError(f"`hpcpar submit` needs a batch backend, not {backend.name!r}; "
+                          "use `hpcpar script local ... > job.sh && bash job.sh`")
+    backend.check()
+    command = _command(a)
+    n = 1
+    if a.array_file:
+        lines = Path(a.array_file).read_text().splitlines()
+        n = len(lines)
+        if n == 0:
+            raise HpcparError(f"{a.array_file} is empty")
+    name = a.job_name or (Path(command[0]).name if command else Path(a.array_file).stem)
+    rd = RunDir.create(backend.runs_root(), prefix=name, meta={
+        "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
+        "command": command, "resources": backend.resources.to_json(), "submissions": []})
+    array_file = None
+    if a.array_file:
+        array_file = rd.path / "commands.txt"
+        atomic_write(array_file, "\n".join(lines).encode() + b"\n")
+    ctx = backend.script_context(name, command, run_dir=str(rd.path), log_dir=str(rd.logs_dir),
+                                 array_file=str(array_file) if array_file else None,
+                                 workdir=backend.options.workdir or os.getcwd())
+    atomic_write(rd.script_path, backend.render_script(ctx).encode(), mode=0o700)
+    from .backends.batch import BatchRun, ChunkState
+    from concurrent.futures import Future
+
+    run = BatchRun(rd, {i: ChunkState(i, Future(), 1) for i in range(n)}, rd.read_meta())
+    backend.submit_chunks(run, list(range(n)), reason="initial")
+    rd.update_meta(state="submitted", submissions=run.meta["submissions"])
+    jobs = ",".join(s["job_id"] for s in run.meta["submissions"])
+    print(f"submitted job {jobs} ({n} array task{'s' * (n != 1)}); run {rd.run_id}")
+    print(f"  logs: {rd.logs_dir}   follow with: hpcpar status {rd.run_id}")
+    return 0
+
+
+def cmd_backends(a) -> int:
+    import shutil
+
+    for name in BACKENDS:
+        cmds = COMMANDS[name]
+        missing = [c for c in cmds if shutil.which(c) is None]
+        if not cmds:
+            state = "available (process pool on this machine)"
+        elif not missing:
+            state = "available (" + ", ".join(cmds) + " found)"
+        else:
+            state = "not available: missing " + ", ".join(missing)
+        print(f"{name:6s} {state}")
+    return 0
+
+
+def cmd_runs(a) -> int:
+    from .runs import list_runs, summary
+
+    rows = [summary(rd) for rd in list_runs(a.runs_dir)]
+    if not rows:
+        print("no runs")
+        return 0
+    print(f"{'RUN':45s} {'BACKEND':7s} {'STATE':13s} {'RESULTS':>9s}  JOBS")
+    for r in rows:
+        print(f"{r['run_id']:45s} {r['backend']:7s} {r['state']:13s} "
+              f"{r['results']:>4d}/{r['chunks']:<4d}  {','.join(r['job_ids'])}")
+    return 0
+
+
+def cmd_status(a) -> int:
+    from .runs import resolve_run, summary
+
+    rd = resolve_run(a.run, a.runs_dir)
+    s = summary(rd)
+    meta = rd.read_meta()
+    created = datetime.datetime.fromtimestamp(s["created"]).isoformat(timespec="seconds")
+    print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
+          f"{s['job_name']}, created {created})\nstate    {s['state']}\nresults  {s['results']} of "
+          f"{s['chunks']} chunks\njobs     {', '.join(s['job_ids']) or '-'}")
+    if s["job_ids"] and s["state"] not in ("done", "cancelled"):
+        from .backends import backend_class
+        from .resources import Resources
+
+        backend = backend_class(meta["backend"])(Resources(), Options())
+        try:
+            from .backends.batch import Watcher
+
+            states = Watcher(backend).query(s["job_ids"])
+        except HpcparError as exc:
+            print(f"(could not ask the scheduler: {exc})")
+            return 0
+        counts: dict[str, int] = {}
+        for st in states.values():
+            counts[st.native or st.state.name] = counts.get(st.native or st.state.name, 0) + 1
+        print("tasks    " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or
+                             "none known to the scheduler any more"))
+    return 0
+
+
+def cmd_logs(a) -> int:
+    from .backends import backend_class
+    from .runs import resolve_run
+
+    rd = resolve_run(a.run, a.runs_dir)
+    meta = rd.read_meta()
+    subs = [s for s in meta.get("submissions", []) if a.task is None or a.task in s["indices"]]
+    if not subs:
+        print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
+        return 1
+    spec = backend_class(meta["backend"]).spec
+    shown = 0
+    for sub in subs:
+        for i in sub["indices"] if a.task is None else [a.task]:
+            stem = spec.log_stem(spec.task_id(sub["job_id"], i - sub.get("offset", 0) + spec.array_index_base))
+            for ext in ("out", "err"):
+                path = rd.logs_dir / f"{stem}.{ext}"
+                if path.is_file():
+                    print(f"==> {path} <==")
+                    print(path.read_text(errors="replace"), end="")
+                    shown += 1
+    if not shown:
+        print(f"no log files yet in {rd.logs_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_cancel(a) -> int:
+    from .backends import backend_class
+    from .resources import Resources
+    from .runs import resolve_run
+
+    rd = resolve_run(a.run, a.runs_dir)
+    meta = rd.read_meta()
+    backend = backend_class(meta["backend"])(Resources(), Options())
+    ids = sorted({s["job_id"] for s in meta.get("submissions", [])})
+    if not ids:
+        print("nothing to cancel")
+        return 0
+    backend.cancel_ids(ids)
+    rd.update_meta(state="cancelled")
+    print(f"cancelled job(s) {', '.join(ids)} of run {rd.run_id}")
+    return 0
+
+
+def cmd_clean(a) -> int:
+    from .runs import clean
+
+    removed = clean(parse_walltime(a.older_than, "--older-than"), a.runs_dir, dry_run=a.dry_run)
+    verb = "would remove" if a.dry_run else "removed"
+    for p in removed:
+        print(f"{verb} {p}")
+    print(f"{verb} {len(removed)} run folder(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hpcpar", description="Print, submit and follow cluster jobs; see also the Python API "
+        "(hpcpar.Executor).", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hpcpar script slurm -c 4 --mem 8GB -t 1:30:00 -q debug -- python train.py\n"
+               "  hpcpar submit slurm --array-file commands.txt\n  hpcpar status RUN_ID")
+    p.add_argument("--version", action="version", version=f"hpcpar {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    for name, fn, text in (("script", cmd_script, "print the job script for a command (nothing is submitted)"),
+                           ("submit", cmd_submit, "submit a command, or one array task per line of a file")):
+        s = sub.add_parser(name, help=text, description=text,
+                           epilog="put the command after `--`: hpcpar %s slurm -c 2 -- python train.py --lr 0.1" % name)
+        s.add_argument("backend", choices=BACKENDS, help="scheduler")
+        _resource_args(s)
+        s.set_defaults(fn=fn)
+
+    s = sub.add_parser("backends", help="list backends and whether their commands are found here")
+    s.set_defaults(fn=cmd_backends)
+    for name, fn, text in (("runs", cmd_runs, "list run folders"),
+                           ("status", cmd_status, "show a run's progress and its jobs' states"),
+                           ("logs", cmd_logs, "print a run's scheduler logs"),
+                           ("cancel", cmd_cancel, "cancel a run's jobs"),
+                           ("clean", cmd_clean, "remove finished run folders")):
+        s = sub.add_parser(name, help=text, description=text)
+        if name in ("status", "logs", "cancel"):
+            s.add_argument("run", help="run id or run folder path")
+        if name == "logs":
+            s.add_argument("--task", type=int, help="array task (chunk) index")
+        if name == "clean":
+            s.add_argument("--older-than", default="7d", help='age, e.g. "7d", "12h" (default 7d)')
+            s.add_argument("--dry-run", action="store_true", help="only list what would go")
+        s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
+        s.set_defaults(fn=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:                      # everything after `--` is the job's command, verbatim
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+    a = parser.parse_args(argv)
+    a.command = command
+    if command and a.cmd not in ("script", "submit"):
+        parser.error(f"`hpcpar {a.cmd}` takes no command after --")
+    try:
+        return a.fn(a)
+    except (HpcparError, FileNotFoundError, ValueError) as exc:
+        print(f"hpcpar {a.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Finding and describing run folders (used by the CLI and :func:`hpcpar.attach`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import default_runs_dir
+from .rundir import RunDir
+
+FINISHED = ("done", "failed", "cancelled", "submit-failed")
+
+
+def resolve_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> RunDir:
+    """A run folder from a path or a run id (looked up in ``runs_dir`` or the default runs dir).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the places searched.
+    """
+    path = Path(run).expanduser()
+    if (path / "run.json").is_file():
+        return RunDir.open(path)
+    root = Path(runs_dir).expanduser() if runs_dir else default_runs_dir()
+    candidate = root / str(run)
+    if (candidate / "run.json").is_file():
+        return RunDir.open(candidate)
+    raise FileNotFoundError(f"no run {str(run)!r}: not a run folder, and not in {root}")
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunDir]:
+    root = Path(runs_dir).expanduser() if runs_dir else default_runs_dir()
+    if not root.is_dir():
+        return []
+    out = [RunDir(p) for p in root.iterdir() if (p / "run.json").is_file()]
+    return sorted(out, key=lambda rd: rd.meta_path.stat().st_mtime)
+
+
+def summary(rd: RunDir) -> dict:
+    meta = rd.read_meta()
+    n = meta.get("n_chunks", 0)
+    results = rd.result_mtimes()
+    return {
+        "run_id": rd.run_id,
+        "backend": meta.get("backend", "?"),
+        "kind": meta.get("kind", "?"),
+        "job_name": meta.get("job_name", "?"),
+        "state": meta.get("state", "?"),
+        "chunks": n,
+        "results": len(results),
+        "job_ids": sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j)),
+        "created": meta.get("created", 0.0),
+    }
+
+
+def clean(older_than_s: float, runs_dir=None, dry_run: bool = False, all_states: bool = False) -> list[Path]:
+    """Remove finished run folders not modified for ``older_than_s`` seconds; returns them."""
+    removed = []
+    now = time.time()
+    for rd in list_runs(runs_dir):
+        meta = rd.read_meta()
+        finished = meta.get("state") in FINISHED or (
+            meta.get("n_chunks") is not None and len(rd.result_mtimes()) >= meta["n_chunks"])
+        if not (finished or all_states):
+            continue
+        newest = max((p.stat().st_mtime for p in rd.path.rglob("*") if p.is_file()), default=0.0)
+        if now - max(newest, rd.meta_path.stat().st_mtime) < older_than_s:
+            continue
+        removed.append(rd.path)
+        if not dry_run:
+            shutil.rmtree(rd.path)
+    return removed
