@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 
-def attach(run, **options):
-    """Re-attach to a run whose driver died; see :func:`hpcpar.attach.attach`."""
+def attach(run, runs_dir=None, **options):
+    """Re-attach to a run whose driver died; see :func:`hpcpar.reattach.attach`."""
     from .reattach import attach as _attach
 
-    return _attach(run, **options)
+    return _attach(run, runs_dir, **options)

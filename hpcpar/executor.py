@@ -162,6 +162,7 @@ class Executor(concurrent.futures.Executor):
         self.options = opts
         self._backend = backends.create(name, resources, opts)
         self._handles: list[RunHandle] = []
+        self.run_ids: list[str] = []          # every run started, in order (see hpcpar.attach)
         self._lock = threading.RLock()
         self._shutdown = False
         self._checked = False
@@ -192,6 +193,7 @@ class Executor(concurrent.futures.Executor):
     def _start(self, request: RunRequest) -> RunHandle:
         handle = self._backend.start(request)
         with self._lock:
+            self.run_ids.append(handle.run_id)
             self._handles = [h for h in self._handles if not h.done()]
             self._handles.append(handle)
         return handle

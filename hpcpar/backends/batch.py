@@ -32,17 +32,19 @@ from typing import ClassVar
 
 from .. import _signals, _subprocess
 from ..config import default_runs_dir
-from ..errors import HpcparError, JobLostError, SchedulerNotFoundError, SubmissionError
+from ..errors import ConfigError, HpcparError, JobLostError, SchedulerNotFoundError, SubmissionError
+from ..resources import format_hms
 from ..rundir import ChunkResult, CorruptFileError, RunDir, atomic_write, driver_python_path
 from ..states import JobState
 from .base import Backend, RunHandle, RunRequest, cancel_future
-from .spec import SchedulerSpec, TaskStatus
+from .spec import QueueInfo, SchedulerSpec, TaskStatus
 
 log = logging.getLogger("hpcpar")
 
 #: most chunks a map makes by default (each chunk is one array task; far more only adds
 #: scheduler overhead). ``chunksize=`` overrides.
 DEFAULT_SLOT_CAP = 250
+_UNSET = object()
 
 
 @dataclasses.dataclass
@@ -89,6 +91,7 @@ class BatchBackend(Backend):
         super().__init__(resources, options)
         self._lock = threading.RLock()
         self._probe: dict | None = None
+        self._queue: QueueInfo | None | object = _UNSET
         self._slots: int | None = None
         self._watcher: Watcher | None = None
 
@@ -102,32 +105,59 @@ class BatchBackend(Backend):
         return _subprocess.run(argv, self.name, timeout_s=self.options.command_timeout_s,
                                input=input, check=check, env=env)
 
+    def _once(self, argv, parse, what: str):
+        if not argv:
+            return None
+        try:
+            return parse(self.run_cmd(argv).stdout)
+        except HpcparError as exc:
+            log.warning("%s: could not read %s (%s); assuming defaults", self.name, what, exc)
+            return None
+
     def probe(self) -> dict:
         """Scheduler facts read once per executor (array size limit, accounting)."""
         with self._lock:
             if self._probe is None:
                 self._probe = {"max_array_size": None, "accounting": False}
-                argv = getattr(self.spec, "config_argv", lambda: None)()
-                if argv:
-                    try:
-                        self._probe.update(self.spec.parse_config(self.run_cmd(argv).stdout))
-                    except HpcparError as exc:
-                        log.warning("%s: could not read the scheduler's configuration (%s); "
-                                    "assuming defaults", self.name, exc)
+                self._probe.update(self._once(self.spec.config_argv(), self.spec.parse_config,
+                                              "the scheduler's configuration") or {})
             return self._probe
 
+    def queue_info(self) -> QueueInfo | None:
+        """The queue's CPUs and walltime limit, read once per executor."""
+        with self._lock:
+            if self._queue is _UNSET:
+                queue = self.resources.queue
+                self._queue = self._once(self.spec.queue_argv(queue),
+                                         lambda out: self.spec.parse_queue(out, queue), "the queue")
+            return self._queue
+
+    def validate(self) -> None:
+        """Refuse, before anything is written or submitted, what the queue cannot run.
+
+        Raises
+        ------
+        SchedulerNotFoundError
+            A scheduler command is missing.
+        ConfigError
+            The walltime exceeds the queue's limit.
+        """
+        self.check()
+        info = self.queue_info()
+        wt = self.resources.walltime
+        if info and info.max_walltime_s and wt and wt > info.max_walltime_s:
+            raise ConfigError(
+                f"walltime={format_hms(wt)} exceeds the time limit {format_hms(info.max_walltime_s)} "
+                f"of {self.name} queue {info.name!r}; ask for less, or choose another queue")
+
     def slots(self) -> int:
+        """Array tasks that fit at once: the queue's CPUs / cpus_per_task (8 if unknown),
+        at most ``max_running`` and at most 250 (so at most 1,000 chunks by default)."""
         with self._lock:
             if self._slots is None:
-                slots = None
-                argv_fn = getattr(self.spec, "slots_argv", None)
-                if argv_fn is not None:
-                    try:
-                        out = self.run_cmd(argv_fn(self.resources.queue)).stdout
-                        slots = self.spec.parse_slots(out, self.resources.queue, self.resources.cpus_per_task)
-                    except HpcparError as exc:
-                        log.warning("%s: could not count the queue's CPUs (%s)", self.name, exc)
-                slots = slots or 8
+                info = self.queue_info()
+                slots = (info.total_cpus // self.resources.cpus_per_task
+                         if info and info.total_cpus else None) or 8
                 if self.options.max_running:
                     slots = min(slots, self.options.max_running)
                 self._slots = max(1, min(slots, DEFAULT_SLOT_CAP))
@@ -153,7 +183,7 @@ class BatchBackend(Backend):
 
     # -- running -----------------------------------------------------------------------------
     def start(self, request: RunRequest) -> RunHandle:
-        self.check()
+        self.validate()
         probe = self.probe()
         meta = {
             "backend": self.name,

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from ..states import JobState
 from .batch import BatchBackend
-from .spec import SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
+from ..resources import parse_walltime
+from .spec import QueueInfo, SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
 
 S = JobState
 
@@ -119,7 +120,7 @@ class SlurmSpec(SchedulerSpec):
         return "Invalid job id" in stderr
 
     def final_status_argv(self, task_ids: Sequence[str]) -> list[str]:
-        return ["sacct", "--noheader", "--parsable2", "--allocations", "--array",
+        return ["sacct", "--noheader", "--parsable2", "--allocations",
                 "--format=JobID,State,ExitCode", f"--jobs={','.join(task_ids)}"]
 
     def parse_final_status(self, stdout: str) -> dict[str, TaskStatus]:
@@ -161,23 +162,31 @@ class SlurmSpec(SchedulerSpec):
         return {"max_array_size": int(max_array) if max_array.isdigit() else 1001,
                 "accounting": storage not in ("", "(null)", "accounting_storage/none")}
 
-    def slots_argv(self, queue: str | None) -> list[str]:
-        argv = ["sinfo", "--noheader", "--format=%P|%C"]
+    def queue_argv(self, queue: str | None) -> list[str]:
+        argv = ["sinfo", "--noheader", "--format=%P|%C|%l"]
         return argv + [f"--partition={queue}"] if queue else argv
 
-    def parse_slots(self, stdout: str, queue: str | None, cpus_per_task: int) -> int | None:
-        """Array tasks that fit at once: total CPUs of the (default) partition / cpus_per_task.
+    def parse_queue(self, stdout: str, queue: str | None) -> QueueInfo | None:
+        """The (default) partition's CPUs and time limit from ``sinfo --format=%P|%C|%l``.
 
-        ``%C`` is ``allocated/idle/other/total``; the default partition's name ends with ``*``.
+        ``%C`` is ``allocated/idle/other/total``; ``%l`` is ``[D-]HH:MM:SS``, ``MM:SS`` or
+        ``infinite``; the default partition's name ends with ``*`` (sinfo(1)).
         """
         for line in stdout.splitlines():
-            if "|" not in line:
+            fields = line.strip().split("|")
+            if len(fields) != 3:
                 continue
-            part, cpus = line.strip().split("|", 1)
+            part, cpus, limit = fields
             if (queue and part.rstrip("*") == queue) or (not queue and part.endswith("*")):
-                fields = cpus.split("/")
-                if len(fields) == 4 and fields[3].isdigit():
-                    return max(1, int(fields[3]) // max(1, cpus_per_task))
+                counts = cpus.split("/")
+                total = int(counts[3]) if len(counts) == 4 and counts[3].isdigit() else None
+                seconds = None
+                if limit not in ("infinite", "UNLIMITED", "n/a", ""):
+                    try:
+                        seconds = parse_walltime(limit)
+                    except ValueError:
+                        seconds = None
+                return QueueInfo(part.rstrip("*"), total, seconds)
         return None
 
 

@@ -27,6 +27,16 @@ class TaskStatus:
 
 
 @dataclasses.dataclass(frozen=True)
+class QueueInfo:
+    """What the scheduler says about a queue: its name, CPUs in all (None if unknown) and its
+    walltime limit in seconds (None if unlimited or unknown)."""
+
+    name: str
+    total_cpus: int | None = None
+    max_walltime_s: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Submission:
     """One scheduler command that submits some chunks as one array job.
 
@@ -120,3 +130,18 @@ class SchedulerSpec:
 
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
+
+    # -- optional probes, each run at most once per executor ----------------------------------
+    def config_argv(self) -> list[str] | None:
+        """A command whose output :meth:`parse_config` reads (array size limit, accounting)."""
+        return None
+
+    def parse_config(self, stdout: str) -> dict:
+        return {}
+
+    def queue_argv(self, queue: str | None) -> list[str] | None:
+        """A command describing ``queue`` (or the default queue) for :meth:`parse_queue`."""
+        return None
+
+    def parse_queue(self, stdout: str, queue: str | None) -> QueueInfo | None:
+        return None

@@ -1,0 +1,147 @@
+"""Re-attach to a run whose driver died: ``hpcpar.attach(run_id_or_path)``.
+
+Everything a run needs is in its folder, so a new process can pick it up::
+
+    run = hpcpar.attach("fit_forest-20261120-231502-3fa9c1")    # or a path; `hpcpar runs` lists them
+    run.status()                  # {'done': 7, 'running': 2, 'pending': 1, 'lost': 0, ...}
+    forests = run.results()       # waits; finished chunks are collected, never rerun
+
+Chunks with a complete results file resolve at once; chunks whose array task is still pending
+or running are watched (one status call per poll, as for a live executor); chunks whose job
+ended without results are resubmitted (only those indices), counting retries already spent.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import os
+import pickle
+from concurrent.futures import Future
+from typing import Any
+
+from .backends import backend_class
+from .backends.batch import BatchBackend, BatchRun, ChunkState
+from .config import Options
+from .errors import ConfigError
+from .executor import outcome_value
+from .resources import Resources
+from .runs import resolve_run
+
+
+class AttachedRun:
+    """Futures (one per chunk) and results of a re-attached run.
+
+    Attributes
+    ----------
+    run_id : str
+    path : pathlib.Path
+        The run folder.
+    kind : str
+        ``"map"``, ``"map_reduce"`` or ``"submit"``.
+    futures : list of concurrent.futures.Future
+        One per chunk, resolving to its ChunkResult (or JobLostError...).
+    """
+
+    def __init__(self, backend: BatchBackend, run: BatchRun):
+        self._backend = backend
+        self._run = run
+        self.run_id = run.rd.run_id
+        self.path = run.rd.path
+        self.kind = run.meta.get("kind", "map")
+        self.futures: list[Future] = run.futures
+
+    def __repr__(self) -> str:
+        return f"<hpcpar.AttachedRun {self.run_id} {self.status()}>"
+
+    def status(self) -> dict[str, int]:
+        """Chunks by state: ``done``, ``failed``, ``cancelled``, ``pending``, ``running``, ``lost``
+        (ended without results, about to be resubmitted)."""
+        out = {"done": 0, "failed": 0, "cancelled": 0, "pending": 0, "running": 0, "lost": 0}
+        for c in self._run.chunks.values():
+            f = c.future
+            if f.cancelled():
+                out["cancelled"] += 1
+            elif f.done():
+                out["failed" if f.exception() else "done"] += 1
+            elif c.status.state.is_live:
+                out["running" if c.status.state.name == "RUNNING" else "pending"] += 1
+            else:
+                out["lost"] += 1
+        return out
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every chunk has finished (or ``timeout`` seconds pass)."""
+        concurrent.futures.wait(self.futures, timeout=timeout)
+
+    def results(self, timeout: float | None = None) -> Any:
+        """The run's results, as the original call would have returned them.
+
+        ``map``/``submit``: a list, one value per item or call, in order (a task's exception is
+        raised, with its remote traceback). ``map_reduce``: the reduced value (the run's
+        ``initializer``, if any, was applied by the original driver and is not stored).
+        """
+        self.wait(timeout)
+        chunks = [f.result(timeout=0) for f in self.futures]
+        if self.kind != "map_reduce":
+            return [outcome_value(o) for r in chunks for o in r.outcomes]
+        payload = pickle.loads(self._run.rd.read_function_bytes())
+        partials = [outcome_value(r.outcomes[0]) for r in chunks]
+        return functools.reduce(payload["reducer"], partials)
+
+    def cancel(self) -> None:
+        """Cancel the run's unfinished array tasks."""
+        self._backend.cancel_run(self._run)
+
+
+def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **options: Any) -> AttachedRun:
+    """Re-attach to the run ``run`` (a run id or a run folder path).
+
+    Parameters
+    ----------
+    run : str or path
+        Run id (looked up in ``runs_dir``, default ``$HPCPAR_RUNS_DIR`` or the user data dir) or path.
+    **options
+        Executor options to override those recorded in ``run.json`` (e.g. ``max_retries``,
+        ``poll_interval_s``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such run.
+    ConfigError
+        The run was not made by a batch backend's executor (e.g. ``hpcpar submit`` commands).
+    """
+    rd = resolve_run(run, runs_dir)
+    meta = rd.read_meta()
+    if meta.get("kind") not in ("map", "map_reduce", "submit") or not rd.function_path.is_file():
+        raise ConfigError(f"run {rd.run_id} ({meta.get('kind')}) has no results to collect; "
+                          f"use `hpcpar status {rd.run_id}` and `hpcpar logs {rd.run_id}`")
+    recorded = {k: v for k, v in meta.get("options", {}).items()
+                if k in {f.name for f in dataclasses.fields(Options)}}
+    recorded.update(options)
+    res = dict(meta.get("resources", {}))
+    res["extra_directives"] = tuple(res.get("extra_directives", ()))
+    res["setup"] = tuple(res.get("setup", ()))
+    cls = backend_class(meta["backend"])
+    if not issubclass(cls, BatchBackend):
+        raise ConfigError(f"run {rd.run_id} used the {meta['backend']!r} backend, which keeps nothing on disk")
+    backend = cls(Resources(**res), Options(**recorded))
+    sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
+    chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
+    for sub in meta.get("submissions", []):
+        for i in sub["indices"]:
+            c = chunks[i]
+            c.job_id = sub["job_id"]
+            c.task_id = backend.spec.task_id(sub["job_id"], i - sub.get("offset", 0) + backend.spec.array_index_base)
+            c.attempts += 1
+            c.retries += sub.get("reason") == "retry"
+    batch_run = BatchRun(rd, chunks, meta)
+    batch_run.meta.setdefault("submissions", [])
+    backend.watch(batch_run)
+    attached = AttachedRun(backend, batch_run)
+    return attached
+
+
+__all__ = ["AttachedRun", "attach"]
