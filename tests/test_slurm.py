@@ -110,17 +110,18 @@ def test_task_exception_carries_remote_traceback(runs_dir):
 
 
 def test_walltime_requeue_through_signal_completes_every_task(runs_dir, tmp_path):
-    """6 tasks x 12 s in one array task with a 1-minute walltime: SIGUSR2 (asked for with
-    --signal=B:USR2@30) makes the worker save what is done; the rest is requeued."""
+    """8 tasks x 10 s in one array task with a 2-minute walltime: SIGUSR2 (asked for with
+    --signal=B:USR2@60) makes the worker save what is done; the rest is requeued. slurmctld checks
+    time limits on a ~30 s timer, so the signal comes 60-90 s before the limit (30-60 s in)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    with fast(runs_dir=str(runs_dir), walltime="1min", max_retries=0, checkpoint_s=1000) as ex:
-        assert list(ex.map(marked_sleep, range(6), [str(markers)] * 6, [12] * 6, chunksize=6)) == \
-            [x * x for x in range(6)]
+    with fast(runs_dir=str(runs_dir), walltime="2min", max_retries=0, checkpoint_s=1000) as ex:
+        assert list(ex.map(marked_sleep, range(8), [str(markers)] * 8, [10] * 8, chunksize=8)) == \
+            [x * x for x in range(8)]
     meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
     assert [s["reason"] for s in meta["submissions"]][:2] == ["initial", "requeue"]
-    assert counts(markers, "done") == {i: 1 for i in range(6)}
-    assert "#SBATCH --signal=B:USR2@30" in (runs_dir / ex.run_ids[0] / "job.sh").read_text()
+    assert counts(markers, "done") == {i: 1 for i in range(8)}
+    assert "#SBATCH --signal=B:USR2@60" in (runs_dir / ex.run_ids[0] / "job.sh").read_text()
 
 
 DRIVER = textwrap.dedent("""
