@@ -319,3 +319,13 @@ def test_status_calls_do_not_grow_with_tasks(tmp_path, runs_dir):
     assert few["sbatch"] == many["sbatch"] == 1
     assert many["squeue"] <= few["squeue"] * 1.5 + 3
     assert many.get("sacct", 0) == few.get("sacct", 0) == 0      # no accounting here: never called
+
+
+def test_arrays_past_max_array_size_split_and_offset_on_real_slurm(runs_dir):
+    """Pretend MaxArraySize is 5: 12 chunks go out as arrays 0-4, 0-4 (+5) and 0-1 (+10)."""
+    ex = fast(runs_dir=str(runs_dir))
+    ex._backend.probe()["max_array_size"] = 5
+    with ex:
+        assert list(ex.map(abs, range(-12, 0), chunksize=1)) == list(range(12, 0, -1))
+    subs = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())["submissions"]
+    assert [(s["offset"], s["indices"]) for s in subs] == [(0, [0, 1, 2, 3, 4]), (5, [5, 6, 7, 8, 9]), (10, [10, 11])]

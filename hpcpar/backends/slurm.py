@@ -61,15 +61,14 @@ class SlurmSpec(SchedulerSpec):
     def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
         """One ``sbatch`` per block of indices below ``MaxArraySize``.
 
-        SLURM requires every array index to be < MaxArraySize (scontrol show config), so
-        chunks at or past it go in further arrays whose indices are shifted down by an offset,
-        passed to the worker as ``HPCPAR_INDEX_OFFSET`` through ``--export``.
+        SLURM requires every array index to be < MaxArraySize (scontrol show config), so chunk
+        ``i`` goes in block ``i // MaxArraySize``, an array whose indices are shifted down by the
+        block's offset, passed to the worker as ``HPCPAR_INDEX_OFFSET`` through ``--export``.
         """
         limit = max_array_size or 1001
         blocks: dict[int, list[int]] = {}
         for i in sorted(set(indices)):
-            offset = (i // (limit - 1)) * (limit - 1) if i >= limit else 0
-            blocks.setdefault(offset, []).append(i)
+            blocks.setdefault((i // limit) * limit, []).append(i)
         out = []
         for offset, block in sorted(blocks.items()):
             spec = range_text(compress_ranges(i - offset for i in block))
