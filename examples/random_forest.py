@@ -134,13 +134,13 @@ def main(argv=None) -> int:
     rows = []
     t0 = time.perf_counter()
     single, _, _ = fit_forest(10_000)
-    rows.append((f"single forest, 1 process", a.trees, time.perf_counter() - t0,
+    rows.append(("single forest, 1 process", a.trees, time.perf_counter() - t0,
                  accuracy_score(y_test, single.predict(X_test))))
 
     if not a.no_baseline:
         t0 = time.perf_counter()
         big = RandomForestClassifier(n_estimators=n_trees, random_state=0, n_jobs=1).fit(X_train, y_train)
-        rows.append((f"single forest, 1 process", n_trees, time.perf_counter() - t0,
+        rows.append(("single forest, 1 process", n_trees, time.perf_counter() - t0,
                      accuracy_score(y_test, big.predict(X_test))))
 
     t0 = time.perf_counter()

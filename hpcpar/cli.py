@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from . import __version__

@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import math
-import os
 import sys
 import threading
 import time

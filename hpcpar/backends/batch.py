@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from concurrent.futures import Future
