@@ -127,6 +127,14 @@ def cmd_submit(a) -> int:
     return 0
 
 
+def _run_backend(meta: dict):
+    """A backend for a recorded run (status, logs, cancel need only its commands and parsers)."""
+    from .backends import backend_class
+    from .resources import Resources
+
+    return backend_class(meta["backend"])(Resources(), Options())
+
+
 def cmd_backends(a) -> int:
     import shutil
 
@@ -168,10 +176,7 @@ def cmd_status(a) -> int:
           f"{s['job_name']}, created {created})\nstate    {s['state']}\nresults  {s['results']} of "
           f"{s['chunks']} chunks\njobs     {', '.join(s['job_ids']) or '-'}")
     if s["job_ids"] and s["state"] not in ("done", "cancelled"):
-        from .backends import backend_class
-        from .resources import Resources
-
-        backend = backend_class(meta["backend"])(Resources(), Options())
+        backend = _run_backend(meta)
         try:
             from .backends.batch import Watcher
 
@@ -188,7 +193,6 @@ def cmd_status(a) -> int:
 
 
 def cmd_logs(a) -> int:
-    from .backends import backend_class
     from .runs import resolve_run
 
     rd = resolve_run(a.run, a.runs_dir)
@@ -197,7 +201,7 @@ def cmd_logs(a) -> int:
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
         return 1
-    spec = backend_class(meta["backend"]).spec
+    spec = _run_backend(meta).spec
     shown = 0
     for sub in subs:
         for i in sub["indices"] if a.task is None else [a.task]:
@@ -214,13 +218,11 @@ def cmd_logs(a) -> int:
 
 
 def cmd_cancel(a) -> int:
-    from .backends import backend_class
-    from .resources import Resources
     from .runs import resolve_run
 
     rd = resolve_run(a.run, a.runs_dir)
     meta = rd.read_meta()
-    backend = backend_class(meta["backend"])(Resources(), Options())
+    backend = _run_backend(meta)
     ids = sorted({s["job_id"] for s in meta.get("submissions", [])})
     if not ids:
         print("nothing to cancel")

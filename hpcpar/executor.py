@@ -186,6 +186,13 @@ class Executor(concurrent.futures.Executor):
             return self.options.progress
         return sys.stderr.isatty()
 
+    def _progress(self, handle: RunHandle, sizes: list[int], fn: Callable) -> _Progress:
+        """A progress bar (when enabled) advanced by each chunk's size as it finishes."""
+        progress = _Progress(self._progress_enabled(), sum(sizes), self._job_name(fn))
+        for f, n in zip(handle.futures, sizes):
+            f.add_done_callback(lambda _f, n=n: progress.add(n))
+        return progress
+
     def _job_name(self, fn: Any) -> str:
         return self.options.job_name or getattr(fn, "__name__", None) or "hpcpar"
 
@@ -297,10 +304,7 @@ class Executor(concurrent.futures.Executor):
                 return iter(())
             handle, sizes = self._start_items(fn, items, "map", "map", chunksize)
         deadline = None if timeout is None else time.monotonic() + timeout
-        progress = _Progress(self._progress_enabled(), len(items), self._job_name(fn))
-        for f, n in zip(handle.futures, sizes):
-            f.add_done_callback(lambda _f, n=n: progress.add(n))
-        return self._iter_results(handle, deadline, progress)
+        return self._iter_results(handle, deadline, self._progress(handle, sizes, fn))
 
     def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress) -> Iterator:
         try:
@@ -343,9 +347,7 @@ class Executor(concurrent.futures.Executor):
                 return initializer
             handle, sizes = self._start_items(mapper, items, "reduce", "map_reduce", chunksize, reducer)
         deadline = None if timeout is None else time.monotonic() + timeout
-        progress = _Progress(self._progress_enabled(), len(items), self._job_name(mapper))
-        for f, n in zip(handle.futures, sizes):
-            f.add_done_callback(lambda _f, n=n: progress.add(n))
+        progress = self._progress(handle, sizes, mapper)
         stack: list[tuple[int, Any]] = []          # (tree level, value), an order-preserving tree
         try:
             for f in handle.futures:
