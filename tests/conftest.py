@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,70 @@ def slurm():
     return True
 
 
+def sge_ready() -> tuple[bool, str]:
+    if shutil.which("qstat") is None or shutil.which("qacct") is None:
+        return False, "no qstat/qacct on PATH (run inside the container: docker/sge/test)"
+    try:
+        out = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return False, "qstat timed out"
+    if out.returncode != 0:
+        return False, out.stderr.strip()
+    if "BATCH" not in out.stdout and "BIP" not in out.stdout:
+        return False, f"no batch queue instance: {out.stdout.strip()!r}"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def sge():
+    ok, why = sge_ready()
+    need("sge", ok, why)
+    return True
+
+
 @pytest.fixture
 def runs_dir(tmp_path_factory) -> Path:
-    """A runs folder that compute nodes can see (the single-host SLURM shares this disk)."""
-    base = Path(os.environ.get("HPCPAR_TEST_SHARED", tmp_path_factory.getbasetemp()))
-    d = Path(tmp_path_factory.mktemp("runs", numbered=True)) if base == tmp_path_factory.getbasetemp() else base
-    return d
+    """A fresh runs folder per test that compute nodes can see: under ``$HPCPAR_TEST_SHARED``
+    when set (the docker cluster: ``/shared/...``, the only disk its nodes share), else the
+    pytest temp folder (the single-host SLURM shares this disk)."""
+    shared = os.environ.get("HPCPAR_TEST_SHARED")
+    if not shared:
+        return Path(tmp_path_factory.mktemp("runs", numbered=True))
+    Path(shared).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="runs-", dir=shared))
+
+
+def cluster_ready() -> tuple[bool, str]:
+    """The docker-compose SLURM cluster (docker/slurm/up): slurmctld running, c1 and c2 usable."""
+    if shutil.which("docker") is None:
+        return False, "no docker on PATH"
+    project = os.environ.get("COMPOSE_PROJECT_NAME", "hpcpar-slurm")
+    try:
+        ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                              "--filter", "label=com.docker.compose.service=slurmctld"],
+                             capture_output=True, text=True, timeout=20)
+        if ids.returncode != 0 or not ids.stdout.strip():
+            return False, f"no running slurmctld container of compose project {project} {ids.stderr.strip()}"
+        running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", ids.stdout.split()[0]],
+                                 capture_output=True, text=True, timeout=20)
+        if running.stdout.strip() != "true":
+            return False, "slurmctld container is not running"
+        out = subprocess.run([str(ROOT / "docker/slurm/exec"), "sinfo", "-h", "-N", "-o", "%N %t"],
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        return False, f"{exc.cmd[0]} timed out"
+    states = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) >= 2)
+    usable = {n for n, s in states.items() if s.startswith(("idle", "mix", "alloc")) and not s.endswith("*")}
+    if out.returncode != 0 or not {"c1", "c2"} <= usable:
+        return False, f"sinfo in slurmctld: {states or out.stderr.strip()}"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    ok, why = cluster_ready()
+    need("cluster", ok, why)
+    return True
 
 
 @pytest.fixture
