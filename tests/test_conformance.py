@@ -1,7 +1,8 @@
 """The Executor contract, run against every backend available (after CPython's executor tests).
 
-``local`` always runs; ``slurm`` needs the real SLURM (``scripts/slurm-single-host``). The same
-functions and assertions serve both.
+``local`` always runs; ``slurm`` needs the real SLURM (``scripts/slurm-single-host``), ``sge``
+the Grid Engine container (``docker/sge/test`` runs it inside). The same functions and
+assertions serve all.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import pytest
 import hpcpar
 from hpcpar.executor import SerializationError
 
-BACKENDS = [pytest.param("local", id="local"), pytest.param("slurm", id="slurm", marks=pytest.mark.slurm)]
+BACKENDS = [pytest.param("local", id="local"), pytest.param("slurm", id="slurm", marks=pytest.mark.slurm),
+            pytest.param("sge", id="sge", marks=pytest.mark.sge)]
 
 
 @pytest.fixture(params=BACKENDS)
 def make(request, runs_dir):
-    if request.param == "slurm":
-        request.getfixturevalue("slurm")
+    if request.param != "local":
+        request.getfixturevalue(request.param)          # the scheduler's fixture: skip or fail
     made = []
 
     def factory(**kw):
