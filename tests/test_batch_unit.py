@@ -46,3 +46,29 @@ def test_queue_limits():
     assert SlurmSpec().parse_queue("short|0/2/0/2|5:00\n", "short").max_walltime_s == 300
     assert SlurmSpec().parse_queue("long|0/8/0/8|infinite\n", "long").max_walltime_s is None
     assert SlurmSpec().parse_queue("", "nosuch") is None
+
+
+def test_watcher_tolerates_failing_status_calls_for_a_while(monkeypatch):
+    """A status command that keeps failing is retried; futures fail only after FAIL_AFTER_S."""
+    from concurrent.futures import Future
+
+    import hpcpar
+    from hpcpar.backends.batch import BatchRun, ChunkState, Watcher
+
+    backend = hpcpar.Executor("slurm")._backend
+    watcher = Watcher(backend)
+    c = ChunkState(0, Future(), 1, job_id="1", task_id="1_0")
+    run = BatchRun.__new__(BatchRun)
+    run.chunks, run.unfinished, run.meta = {0: c}, {0: c}, {"submissions": []}
+    import threading
+    run.lock = threading.Lock()
+    monkeypatch.setattr(watcher, "update_meta", lambda runs: None)
+    clock = [1000.0]
+    monkeypatch.setattr("hpcpar.backends.batch.time.monotonic", lambda: clock[0])
+    for _ in range(20):                                   # 20 failures within 10 minutes: keep going
+        watcher._on_error([run], RuntimeError("slurmctld down"))
+        clock[0] += 25
+    assert not c.future.done()
+    clock[0] += 200
+    watcher._on_error([run], RuntimeError("slurmctld down"))
+    assert isinstance(c.future.exception(timeout=0), RuntimeError)

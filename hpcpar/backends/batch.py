@@ -319,6 +319,9 @@ class _BatchHandle(RunHandle):
 class Watcher(threading.Thread):
     """One thread per executor: batched polling, result collection, retries."""
 
+    #: seconds of failing status calls after which the unfinished futures fail
+    FAIL_AFTER_S = 600.0
+
     def __init__(self, backend: BatchBackend):
         super().__init__(name=f"hpcpar-watcher-{backend.name}", daemon=True)
         self.backend = backend
@@ -328,6 +331,7 @@ class Watcher(threading.Thread):
         self.stopping = False
         self.status_calls = 0
         self.failures = 0
+        self.failing_since: float | None = None
 
     def add(self, run: BatchRun) -> None:
         with self.cond:
@@ -370,9 +374,15 @@ class Watcher(threading.Thread):
             interval = opts.poll_interval_s if changed else min(interval * 1.5, opts.max_poll_interval_s)
 
     def _on_error(self, runs, exc) -> None:
+        """A poll failed (e.g. slurmctld unreachable). Keep trying; fail the futures only once
+        polls have failed for ``FAIL_AFTER_S`` seconds in a row (the jobs themselves go on, and
+        ``hpcpar.attach`` can collect them later)."""
         self.failures += 1
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
         log.warning("%s watcher: %s (failure %d in a row)", self.backend.name, exc, self.failures)
-        if self.failures >= 10:
+        if now - self.failing_since >= self.FAIL_AFTER_S:
             for run in runs:
                 for c in list(run.unfinished.values()):
                     self._finish(run, c, error=exc)
@@ -401,7 +411,7 @@ class Watcher(threading.Thread):
         job_ids = sorted({c.job_id for r in runs for c in list(r.unfinished.values()) if c.job_id},
                          key=lambda j: (len(j), j))
         statuses = self.query(job_ids) if job_ids else {}
-        self.failures = 0
+        self.failures, self.failing_since = 0, None
         now = time.monotonic()
         changed = False
         decide: list[tuple[BatchRun, ChunkState]] = []
