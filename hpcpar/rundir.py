@@ -128,6 +128,8 @@ class ChunkResult:
         How many attempts wrote to this result.
     stopped_by : str or None
         The signal that stopped the last attempt early (``"SIGUSR2"``, ``"SIGTERM"``), if any.
+    warned : bool
+        The last attempt got the scheduler's walltime warning (SIGUSR2).
     task_seconds : list of float
         Wall seconds of each finished task (map mode).
     """
@@ -143,6 +145,7 @@ class ChunkResult:
     finished: float = 0.0
     attempts: int = 0
     stopped_by: str | None = None
+    warned: bool = False
     task_seconds: list = dataclasses.field(default_factory=list)
 
     @property

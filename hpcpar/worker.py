@@ -11,9 +11,16 @@ environment variable named by the job template (``--index-var SLURM_ARRAY_TASK_I
 Robustness:
 
 * A finished chunk is never run again: a complete results file makes the worker exit at once.
-* Partial results are checkpointed (every ``--checkpoint-s`` seconds, default 10) and on
-  SIGUSR2 (the walltime warning asked for with ``--signal``) or SIGTERM (cancellation, or the
-  scheduler's kill at walltime). A later attempt resumes after the last finished task.
+* Partial results are checkpointed every ``--checkpoint-s`` seconds (default 10) and when the
+  worker is stopped by SIGTERM (cancellation, or the scheduler's kill at walltime). A later
+  attempt resumes after the last finished task.
+* SIGUSR2 is the scheduler's walltime warning. ``--on-warning checkpoint`` (SLURM, whose
+  ``--signal=B:USR2@N`` comes N seconds *before* the limit): save now, keep going, save after
+  every task, and let the limit's SIGTERM stop the worker, so a task that fits still finishes
+  and a job killed at its limit is reported TIMEOUT. ``--on-warning stop`` (Grid Engine's
+  ``-notify`` and LSF, which signal *at* the limit and kill soon after): save and exit now.
+  Either way the result is marked ``warned``, and the driver requeues the rest of the chunk
+  (not counted as a retry) if the attempt made progress.
 * A task's exception is recorded with its traceback and the worker goes on with the next task.
 * A damaged results file is moved aside and the chunk starts afresh.
 """
@@ -102,7 +109,8 @@ def run_tasks(payload: dict, tasks: list, result: ChunkResult,
             result.done += 1
         if result.failed:
             break
-        if checkpoint is not None and i + 1 < len(tasks) and time.monotonic() - last >= checkpoint_s:
+        if checkpoint is not None and i + 1 < len(tasks) and (
+                result.warned or time.monotonic() - last >= checkpoint_s):
             checkpoint(result)
             last = time.monotonic()
     result.finished = time.time()
@@ -110,20 +118,39 @@ def run_tasks(payload: dict, tasks: list, result: ChunkResult,
 
 
 class _Signals:
-    """SIGUSR2/SIGTERM -> StopRequested, deferred while a results file is being written."""
+    """SIGUSR2/SIGTERM handling, deferred while a results file is being written.
 
-    def __init__(self) -> None:
+    SIGTERM, and SIGUSR2 with ``on_warning="stop"``, raise StopRequested in the main thread.
+    SIGUSR2 with ``on_warning="checkpoint"`` marks the result ``warned`` and writes it at once.
+    """
+
+    def __init__(self, on_warning: str = "stop") -> None:
+        self.on_warning = on_warning
         self.pending: str | None = None
         self.critical = False
+        self.checkpoint_due = False
+        self.rd: RunDir | None = None
+        self.result: ChunkResult | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGUSR2, signal.SIGTERM):
             signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame) -> None:
-        self.pending = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.result is not None and signum == signal.SIGUSR2:
+            self.result.warned = True
+            if self.on_warning == "checkpoint":
+                print("hpcpar.worker: walltime warning (SIGUSR2): results saved, going on",
+                      file=sys.stderr, flush=True)
+                if self.critical:
+                    self.checkpoint_due = True
+                else:
+                    self.write()
+                return
+        self.pending = name
         if not self.critical:
-            raise StopRequested(self.pending)
+            raise StopRequested(name)
 
     def __enter__(self) -> "_Signals":
         self.critical = True
@@ -131,12 +158,17 @@ class _Signals:
 
     def __exit__(self, *exc_info) -> None:
         self.critical = False
-        if self.pending and exc_info[0] is None:
+        if exc_info[0] is not None:
+            return
+        if self.checkpoint_due:
+            self.checkpoint_due = False
+            self.write()
+        if self.pending:
             raise StopRequested(self.pending)
 
-    def write(self, rd: RunDir, result: ChunkResult) -> None:
+    def write(self, result: ChunkResult | None = None) -> None:
         with self:
-            rd.write_result(result)
+            self.rd.write_result(result or self.result)
 
 
 def chunk_from_env(var: str, base: int) -> int:
@@ -147,9 +179,10 @@ def chunk_from_env(var: str, base: int) -> int:
     return int(value) - base + int(os.environ.get("HPCPAR_INDEX_OFFSET", "0") or 0)
 
 
-def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0) -> int:
+def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: str = "stop") -> int:
     """Run chunk ``chunk`` of run folder ``rd``; returns the process exit code."""
-    sigs = _Signals()
+    sigs = _Signals(on_warning)
+    sigs.rd = rd
     sigs.install()
     try:
         prior = rd.read_result(chunk)
@@ -171,7 +204,8 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0) -> int:
         return EXIT_BAD_INPUT
     result = prior or ChunkResult(chunk=chunk, n_tasks=len(tasks), started=time.time())
     result.attempts += 1
-    result.host, result.pid, result.stopped_by = socket.gethostname(), os.getpid(), None
+    result.host, result.pid, result.stopped_by, result.warned = socket.gethostname(), os.getpid(), None, False
+    sigs.result = result
     try:
         payload = pickle.loads(rd.read_function_bytes())
     except Exception as exc:  # e.g. a module the function needs is not importable on this node
@@ -179,14 +213,13 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0) -> int:
         failure = (False, portable_exception(exc, tb), tb)
         result.outcomes = [failure] * (len(tasks) if meta.get("mode", "map") == "map" else 1)
         result.done, result.failed, result.finished = len(tasks), True, time.time()
-        sigs.write(rd, result)
+        sigs.write()
         return EXIT_OK
     print(f"hpcpar.worker: run {rd.run_id} chunk {chunk}: tasks {result.done}..{len(tasks) - 1} "
           f"on {result.host} (attempt {result.attempts})", file=sys.stderr, flush=True)
     try:
-        run_tasks(payload, tasks, result, checkpoint=lambda r: sigs.write(rd, r),
-                  checkpoint_s=checkpoint_s, guard=sigs)
-        sigs.write(rd, result)
+        run_tasks(payload, tasks, result, checkpoint=sigs.write, checkpoint_s=checkpoint_s, guard=sigs)
+        sigs.write()
     except StopRequested as stop:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -209,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="array index of chunk 0 (1 for SGE, default 0)")
     p.add_argument("--checkpoint-s", type=float, default=10.0,
                    help="seconds between partial-result checkpoints (default 10)")
+    p.add_argument("--on-warning", choices=("stop", "checkpoint"), default="stop",
+                   help="on SIGUSR2 (walltime warning): save and exit, or save and go on (default stop)")
     a = p.parse_args(argv)
     chunk = a.chunk if a.chunk is not None else chunk_from_env(a.index_var, a.index_base)
-    return run_chunk(RunDir(a.run_dir), chunk, a.checkpoint_s)
+    return run_chunk(RunDir(a.run_dir), chunk, a.checkpoint_s, a.on_warning)
 
 
 if __name__ == "__main__":

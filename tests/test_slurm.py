@@ -110,18 +110,34 @@ def test_task_exception_carries_remote_traceback(runs_dir):
 
 
 def test_walltime_requeue_through_signal_completes_every_task(runs_dir, tmp_path):
-    """8 tasks x 10 s in one array task with a 2-minute walltime: SIGUSR2 (asked for with
-    --signal=B:USR2@60) makes the worker save what is done; the rest is requeued. slurmctld checks
-    time limits on a ~30 s timer, so the signal comes 60-90 s before the limit (30-60 s in)."""
+    """8 tasks x 15 s in one array task with a 1-minute walltime. SIGUSR2 (--signal=B:USR2@30)
+    warns the worker, which saves and goes on saving after every task; the limit's SIGTERM stops
+    it (SLURM checks limits on a ~30 s timer, so that is 60-90 s in) and the rest is requeued,
+    not counted as a retry (max_retries=0)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    with fast(runs_dir=str(runs_dir), walltime="2min", max_retries=0, checkpoint_s=1000) as ex:
-        assert list(ex.map(marked_sleep, range(8), [str(markers)] * 8, [10] * 8, chunksize=8)) == \
+    with fast(runs_dir=str(runs_dir), walltime="1min", max_retries=0, checkpoint_s=1000) as ex:
+        assert list(ex.map(marked_sleep, range(8), [str(markers)] * 8, [15] * 8, chunksize=8)) == \
             [x * x for x in range(8)]
     meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
     assert [s["reason"] for s in meta["submissions"]][:2] == ["initial", "requeue"]
     assert counts(markers, "done") == {i: 1 for i in range(8)}
-    assert "#SBATCH --signal=B:USR2@60" in (runs_dir / ex.run_ids[0] / "job.sh").read_text()
+    assert "#SBATCH --signal=B:USR2@30" in (runs_dir / ex.run_ids[0] / "job.sh").read_text()
+
+
+def test_task_that_fits_the_walltime_finishes_despite_the_warning(runs_dir):
+    """The warning comes up to 60 s before a 1-minute limit; a 40 s task still completes."""
+    with fast(runs_dir=str(runs_dir), walltime="1min", max_retries=0) as ex:
+        assert ex.submit(time.sleep, 40).result(timeout=300) is None
+    meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
+    assert [s["reason"] for s in meta["submissions"]] == ["initial"]
+
+
+def test_task_longer_than_the_walltime_is_timeout(runs_dir):
+    with fast(runs_dir=str(runs_dir), walltime="1min", max_retries=0) as ex:
+        with pytest.raises(hpcpar.JobLostError) as err:
+            ex.submit(time.sleep, 200).result(timeout=300)
+    assert err.value.state is hpcpar.JobState.TIMEOUT, str(err.value)
 
 
 DRIVER = textwrap.dedent("""

@@ -147,3 +147,50 @@ def test_reduce_mode_reduces_inside_the_chunk(tmp_path):
     assert worker(rd, "--chunk", "0").returncode == EXIT_OK
     res = rd.read_result(0)
     assert res.outcomes == [(True, 6, "")] and res.done == 3 and isinstance(res, ChunkResult)
+
+
+def test_walltime_warning_in_checkpoint_mode_saves_and_goes_on(tmp_path):
+    """SLURM mode: SIGUSR2 saves at once and the worker goes on; SIGTERM (the limit) stops it."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    rd = make_run(tmp_path / "runs", slow, [[(i, str(markers)) for i in range(8)]])
+    argv = [sys.executable, "-m", "hpcpar.worker", str(rd.path), "--chunk", "0", "--on-warning", "checkpoint",
+            "--checkpoint-s", "1000"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    assert _wait(lambda: len(list(markers.iterdir())) >= 3)
+    proc.send_signal(signal.SIGUSR2)
+    assert _wait(lambda: rd.result_path(0).exists(), timeout=10)      # saved at once...
+    saved = rd.read_result(0)
+    assert saved.warned and not saved.complete and saved.stopped_by is None
+    assert _wait(lambda: len(list(markers.iterdir())) >= 6)           # ...and it went on
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_STOPPED, err
+    partial = rd.read_result(0)
+    assert partial.warned and partial.stopped_by == "SIGTERM" and partial.done > saved.done
+    # with the warning, every finished task was saved as it finished
+    assert partial.done == len([p for p in markers.iterdir() if p.name.startswith("ran-")]) - 1
+
+
+def test_walltime_warning_that_lets_the_chunk_finish(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    rd = make_run(tmp_path / "runs", slow, [[(i, str(markers)) for i in range(4)]])
+    proc = subprocess.Popen([sys.executable, "-m", "hpcpar.worker", str(rd.path), "--chunk", "0",
+                             "--on-warning", "checkpoint"], stderr=subprocess.PIPE, text=True)
+    assert _wait(lambda: len(list(markers.iterdir())) >= 1)
+    proc.send_signal(signal.SIGUSR2)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_OK, err
+    res = rd.read_result(0)
+    assert res.complete and res.warned and [o[1] for o in res.outcomes] == [0, 10, 20, 30]
+
+
+def _wait(pred, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

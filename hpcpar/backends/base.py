@@ -102,10 +102,15 @@ class Backend(abc.ABC):
     def python(self) -> str:
         return self.options.python or sys.executable
 
+    #: what the worker does on the walltime warning (see hpcpar.worker)
+    on_warning: ClassVar[str] = "stop"
+
     def worker_command(self, run_dir: str) -> list[str]:
-        return [self.python(), "-m", "hpcpar.worker", run_dir, "--index-var", self.array_index_var,
+        """``python -P -m hpcpar.worker RUN_DIR ...``; ``-P`` keeps the job's working folder from
+        shadowing the installed hpcpar (the driver's code folders are added from run.json)."""
+        return [self.python(), "-P", "-m", "hpcpar.worker", run_dir, "--index-var", self.array_index_var,
                 "--index-base", str(self.array_index_base),
-                "--checkpoint-s", f"{self.options.checkpoint_s:g}"]
+                "--checkpoint-s", f"{self.options.checkpoint_s:g}", "--on-warning", self.on_warning]
 
     def script_context(self, job_name: str, command: list[str] | None, run_dir: str | None = None,
                        log_dir: str | None = None, array_file: str | None = None,

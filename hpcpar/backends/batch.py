@@ -82,6 +82,10 @@ class BatchBackend(Backend):
 
     spec: ClassVar[SchedulerSpec]
     submit_linger_s = 0.2
+
+    @property
+    def on_warning(self) -> str:  # type: ignore[override]
+        return self.spec.on_warning
     #: seconds a job may be final without a visible results file before it counts as lost
     #: (results written just before the job ended may take a moment to show over NFS)
     lost_grace_s: float = 3.0
@@ -176,7 +180,7 @@ class BatchBackend(Backend):
     def script_context(self, job_name, command, run_dir=None, log_dir=None, array_file=None,
                        workdir=None, **extra):
         ctx = super().script_context(job_name, command, run_dir, log_dir, array_file, workdir, **extra)
-        if command and command[:3] == [self.python(), "-m", "hpcpar.worker"]:
+        if command and command[:4] == self.worker_command("")[:4]:
             ctx["signal_s"] = self.signal_seconds()
         return ctx
 
@@ -488,8 +492,8 @@ class Watcher(threading.Thread):
                 self._finish(run, c, result=result)
                 continue
             c.partial = result
-            requeue = (result is not None and result.stopped_by == "SIGUSR2"
-                       and result.attempts >= c.attempts and result.done > c.done_at_submit)
+            requeue = (result is not None and result.warned and result.attempts >= c.attempts
+                       and result.done > c.done_at_submit)
             if requeue:
                 by_run.setdefault(run, {}).setdefault("requeue", []).append(c.index)
             elif c.retries < opts.max_retries:

@@ -24,6 +24,9 @@ class SlurmSpec(SchedulerSpec):
     commands = ("sbatch", "squeue", "scancel")
     array_index_var = "SLURM_ARRAY_TASK_ID"
     array_index_base = 0
+    #: --signal=B:USR2@N arrives N s (plus up to ~30 s, slurmctld's check interval) before the
+    #: limit; the limit itself sends SIGTERM, then SIGKILL after KillWait (sbatch(1) --signal)
+    on_warning = "checkpoint"
 
     # squeue(1) and sacct(1), JOB STATE CODES. Live states (the job may still write results)
     # are PENDING or RUNNING here; everything else is final.
@@ -136,7 +139,10 @@ class SlurmSpec(SchedulerSpec):
             code = None
             m = re.match(r"^(\d+):(\d+)$", parts[2].strip())
             if m:
-                code = int(m.group(1)) or (128 + int(m.group(2)) if int(m.group(2)) else 0)
+                # ExitCode is exit:signal; a signal 1-64 is reported as a shell would (128 + n);
+                # anything else in the signal field (0:125 for OUT_OF_MEMORY) is no signal number
+                status, sig = int(m.group(1)), int(m.group(2))
+                code = status if status or not sig else (128 + sig if sig <= 64 else None)
             state = self.map_state(native)
             for tid in _expand_task_ids(parts[0]):
                 out[tid] = TaskStatus(state, native, code)

@@ -78,6 +78,9 @@ class SchedulerSpec:
     #: environment variable with the array task index, and the index of chunk 0
     array_index_var: ClassVar[str]
     array_index_base: ClassVar[int] = 0
+    #: what the worker does on SIGUSR2, the walltime warning: "checkpoint" (save and go on,
+    #: when the warning comes before the limit) or "stop" (save and exit, when it comes at it)
+    on_warning: ClassVar[str] = "stop"
     #: native state -> JobState, with the documentation it comes from in the subclass
     STATES: ClassVar[Mapping[str, JobState]] = {}
 
