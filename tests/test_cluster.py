@@ -168,11 +168,8 @@ def test_walltime_kill_is_timeout(lost_runs):
     _assert_from_sacct(res)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: with the default signal_s the worker gets SIGUSR2 before the walltime, stops with no "
-    "finished task and exits 3, so SLURM/sacct say FAILED (exit 3) and the watcher raises "
-    "JobLostError(FAILED) for a job lost to its walltime"))
 def test_walltime_kill_with_usr2_warning_is_timeout(lost_runs):
+    """With the default walltime warning the worker saves and goes on; the limit kills it: TIMEOUT."""
     res = lost_runs["timeout-signal"]
     assert (res["error_type"], res["state"]) == ("JobLostError", "TIMEOUT"), res
 
