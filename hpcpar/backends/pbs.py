@@ -94,6 +94,22 @@ class _PbsCommon(SchedulerSpec):
         """``qdel`` takes subjob ids such as ``1235[3].server`` (qdel(1B), Torque qdel(1))."""
         return ["qdel", *ids]
 
+    def finished_without_signal(self, code: int | None, label: str, field: str) -> TaskStatus | None:
+        """The parts of the exit-status rules both dialects share: no exit status (deleted
+        before it ran) -> CANCELLED, 0 -> COMPLETED, negative -> :attr:`EXEC_CODES` (the
+        ``JOB_EXEC_*`` codes); None for a positive code, which each dialect reads itself."""
+        if code is None:
+            return TaskStatus(S.CANCELLED, label, None)
+        if code == 0:
+            return TaskStatus(S.COMPLETED, label, 0)
+        if code < 0:
+            st = self.EXEC_CODES.get(code)
+            if st is None:
+                log.warning("pbs: unknown negative %s %d, treated as UNKNOWN", field, code)
+                st = S.UNKNOWN
+            return TaskStatus(st, label, code)
+        return None
+
 
 class PbsProSpec(_PbsCommon):
     """PBS Professional / OpenPBS."""
@@ -212,16 +228,9 @@ class PbsProSpec(_PbsCommon):
         if native not in ("F", "X"):
             return TaskStatus(state, native, code)
         label = f"{native} Exit_status={raw}"
-        if code is None:
-            return TaskStatus(S.CANCELLED, label, None)
-        if code == 0:
-            return TaskStatus(S.COMPLETED, label, 0)
-        if code < 0:
-            st = self.EXEC_CODES.get(code)
-            if st is None:
-                log.warning("pbs: unknown negative Exit_status %d, treated as UNKNOWN", code)
-                st = S.UNKNOWN
-            return TaskStatus(st, label, code)
+        done = self.finished_without_signal(code, label, "Exit_status")
+        if done is not None:
+            return done
         if code > 256:
             signal = code - 256
             used = _hms_s(str((attrs.get("resources_used") or {}).get("walltime", "")))
@@ -313,16 +322,9 @@ class TorqueSpec(_PbsCommon):
         if native != "C":
             return TaskStatus(state, native, code)
         label = f"C exit_status={raw_exit or '-'}"
-        if code is None:
-            return TaskStatus(S.CANCELLED, label, None)
-        if code == 0:
-            return TaskStatus(S.COMPLETED, label, 0)
-        if code < 0:
-            st = self.EXEC_CODES.get(code)
-            if st is None:
-                log.warning("pbs: unknown negative exit_status %d, treated as UNKNOWN", code)
-                st = S.UNKNOWN
-            return TaskStatus(st, label, code)
+        done = self.finished_without_signal(code, label, "exit_status")
+        if done is not None:
+            return done
         if code > 256:
             signal = code - 256
             return TaskStatus(S.CANCELLED if signal in (9, 15) else S.FAILED, label, 128 + signal)
