@@ -14,6 +14,7 @@ from .errors import (
     HpcparError,
     JobLostError,
     SchedulerNotFoundError,
+    SerializationError,
     SubmissionError,
     TaskError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "JobState",
     "Resources",
     "SchedulerNotFoundError",
+    "SerializationError",
     "SubmissionError",
     "TaskError",
     "as_completed",

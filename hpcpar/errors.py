@@ -7,6 +7,7 @@ Every error derives from :class:`HpcparError`::
     ├── SchedulerNotFoundError   the scheduler's command is not on PATH
     ├── SubmissionError          the scheduler refused a submission (argv, exit code, stderr)
     ├── JobLostError             an array task ended without writing its results
+    ├── SerializationError       a function or argument cannot be pickled (also a TypeError)
     └── TaskError                a task raised, and its exception could not be sent back as itself
 
 A task that raises an exception which pickles is re-raised in the driver as *that*
@@ -101,6 +102,10 @@ class JobLostError(HpcparError):
         if stderr_tail.strip():
             msg += "; last lines of its stderr:\n" + stderr_tail.rstrip()
         super().__init__(msg)
+
+
+class SerializationError(HpcparError, TypeError):
+    """A function or argument cannot be pickled; raised at submit time, naming the object."""
 
 
 class TaskError(HpcparError):

@@ -31,12 +31,8 @@ import cloudpickle
 
 from . import backends, config
 from .backends.base import RunHandle, RunRequest, cancel_future
-from .errors import ConfigError, HpcparError, RemoteTraceback
+from .errors import ConfigError, RemoteTraceback, SerializationError
 from .rundir import ChunkResult
-
-
-class SerializationError(HpcparError, TypeError):
-    """A function or argument cannot be pickled; raised at submit time, naming the object."""
 
 
 def _dumps(obj: Any, what: str) -> bytes:
@@ -422,4 +418,4 @@ def _cancel_chunk(chunk_future: Future, fut: Future) -> None:
         cancel_future(chunk_future)
 
 
-__all__ = ["Executor", "SerializationError", "chunk_sizes", "outcome_value"]
+__all__ = ["Executor", "chunk_sizes", "outcome_value"]

@@ -84,3 +84,12 @@ def test_env_option_type_errors(monkeypatch):
 def test_job_name_with_newline_refused():
     with pytest.raises(ConfigError, match="job_name=.*control character"):
         hpcpar.Executor("slurm", job_name="a\nb")
+
+
+def test_public_names():
+    """Everything in hpcpar.__all__ exists, and every public error derives from HpcparError."""
+    for name in hpcpar.__all__:
+        assert hasattr(hpcpar, name), name
+    for name in ("ConfigError", "JobLostError", "SchedulerNotFoundError", "SerializationError",
+                 "SubmissionError", "TaskError"):
+        assert issubclass(getattr(hpcpar, name), hpcpar.HpcparError)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import hpcpar
-from hpcpar.executor import SerializationError
+from hpcpar import SerializationError
 
 BACKENDS = [pytest.param("local", id="local"), pytest.param("slurm", id="slurm", marks=pytest.mark.slurm),
             pytest.param("sge", id="sge", marks=pytest.mark.sge)]
