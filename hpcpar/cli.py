@@ -115,7 +115,7 @@ def cmd_submit(a) -> int:
                                  array_file=str(array_file) if array_file else None,
                                  workdir=backend.options.workdir or os.getcwd())
     atomic_write(rd.script_path, backend.render_script(ctx).encode(), mode=0o700)
-    from .backends.batch import BatchRun, ChunkState
+    from .watcher import BatchRun, ChunkState
     from concurrent.futures import Future
 
     run = BatchRun(rd, {i: ChunkState(i, Future(), 1) for i in range(n)}, rd.read_meta())
@@ -178,7 +178,7 @@ def cmd_status(a) -> int:
     if s["job_ids"] and s["state"] not in ("done", "cancelled"):
         backend = _run_backend(meta)
         try:
-            from .backends.batch import Watcher
+            from .watcher import Watcher
 
             states = Watcher(backend).query(s["job_ids"])
         except HpcparError as exc:

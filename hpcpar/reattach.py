@@ -22,7 +22,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from .backends import backend_class
-from .backends.batch import BatchBackend, BatchRun, ChunkState
+from .backends.batch import BatchBackend
+from .watcher import BatchRun, ChunkState
 from .config import Options
 from .errors import ConfigError
 from .executor import outcome_value

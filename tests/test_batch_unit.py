@@ -53,7 +53,7 @@ def test_watcher_tolerates_failing_status_calls_for_a_while(monkeypatch):
     from concurrent.futures import Future
 
     import hpcpar
-    from hpcpar.backends.batch import BatchRun, ChunkState, Watcher
+    from hpcpar.watcher import BatchRun, ChunkState, Watcher
 
     backend = hpcpar.Executor("slurm")._backend
     watcher = Watcher(backend)
@@ -64,7 +64,7 @@ def test_watcher_tolerates_failing_status_calls_for_a_while(monkeypatch):
     run.lock = threading.Lock()
     monkeypatch.setattr(watcher, "update_meta", lambda runs: None)
     clock = [1000.0]
-    monkeypatch.setattr("hpcpar.backends.batch.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpcpar.watcher.time.monotonic", lambda: clock[0])
     for _ in range(20):                                   # 20 failures within 10 minutes: keep going
         watcher._on_error([run], RuntimeError("slurmctld down"))
         clock[0] += 25
