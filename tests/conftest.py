@@ -39,16 +39,24 @@ def need(name: str, ok: bool, why: str) -> None:
     pytest.skip(msg)
 
 
+def probe(argv: list[str]) -> tuple[str | None, str]:
+    """Run a scheduler's read-only command: (stdout, "") if it answered, else (None, why)."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return None, f"{argv[0]} timed out"
+    if out.returncode != 0:
+        return None, out.stderr.strip()
+    return out.stdout, ""
+
+
 def slurm_ready() -> tuple[bool, str]:
     if shutil.which("sinfo") is None:
         return False, "no sinfo on PATH"
-    try:
-        out = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return False, "sinfo timed out"
-    if out.returncode != 0:
-        return False, out.stderr.strip()
-    states = out.stdout.split()
+    stdout, why = probe(["sinfo", "--noheader", "--format=%T"])
+    if stdout is None:
+        return False, why
+    states = stdout.split()
     if not any(s.startswith(("idle", "mix", "alloc")) for s in states):
         return False, f"no usable node: {states}"
     return True, ""
@@ -64,14 +72,11 @@ def slurm():
 def sge_ready() -> tuple[bool, str]:
     if shutil.which("qstat") is None or shutil.which("qacct") is None:
         return False, "no qstat/qacct on PATH (run inside the container: docker/sge/test)"
-    try:
-        out = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return False, "qstat timed out"
-    if out.returncode != 0:
-        return False, out.stderr.strip()
-    if "BATCH" not in out.stdout and "BIP" not in out.stdout:
-        return False, f"no batch queue instance: {out.stdout.strip()!r}"
+    stdout, why = probe(["qstat", "-f"])
+    if stdout is None:
+        return False, why
+    if "BATCH" not in stdout and "BIP" not in stdout:
+        return False, f"no batch queue instance: {stdout.strip()!r}"
     return True, ""
 
 
