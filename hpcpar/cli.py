@@ -20,15 +20,6 @@ from .config import BACKENDS, Options, resolve
 from .errors import HpcparError
 from .resources import parse_walltime
 
-COMMANDS = {
-    "local": (),
-    "slurm": ("sbatch", "squeue", "scancel", "sacct"),
-    "pbs": ("qsub", "qstat", "qdel"),
-    "lsf": ("bsub", "bjobs", "bkill"),
-    "sge": ("qsub", "qstat", "qdel", "qacct"),
-}
-
-
 def _resource_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("resources (per array task)")
     g.add_argument("--cpus-per-task", "-c", metavar="N", help="CPU cores (default 1)")
@@ -138,8 +129,13 @@ def _run_backend(meta: dict):
 def cmd_backends(a) -> int:
     import shutil
 
+    from .backends import create
+    from .resources import Resources
+
     for name in BACKENDS:
-        cmds = COMMANDS[name]
+        backend = create(name, Resources(), Options())
+        spec = getattr(backend, "spec", None)        # batch backends; for pbs, of the dialect found
+        cmds = spec.commands if spec is not None else ()
         missing = [c for c in cmds if shutil.which(c) is None]
         if not cmds:
             state = "available (process pool on this machine)"

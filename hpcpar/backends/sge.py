@@ -82,7 +82,7 @@ def _expand_tasks(spec: str) -> list[int]:
 class SgeSpec(SchedulerSpec):
     name = "sge"
     template = "sge.sh.j2"
-    commands = ("qsub", "qstat", "qdel")
+    commands = ("qsub", "qstat", "qdel", "qacct")     # qacct: final states
     array_index_var = "SGE_TASK_ID"
     array_index_base = 1
 
