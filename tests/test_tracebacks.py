@@ -1,0 +1,127 @@
+"""A task's remote traceback names the user's file, line and source line (hpcpar.serialize).
+
+cloudpickle 3.1.2 and later rename the ``co_filename`` of code pickled by value to
+``<dynamic-code>``; these tests fail there without :mod:`hpcpar.serialize`. CI runs them with
+the newest cloudpickle the bounds allow and with the oldest (tests/constraints-oldest.txt).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpcpar.rundir import RunDir, driver_python_path
+from hpcpar.serialize import dumps
+from hpcpar.worker import EXIT_OK
+
+SCRIPT = '''\
+import sys
+import traceback
+
+import hpcpar
+from helper import by_reference
+
+
+def by_value(x):
+    if x == 2:
+        raise ValueError("bad item %d" % x)  # LINE-BY-VALUE
+    return x
+
+
+if __name__ == "__main__":
+    fn = by_value if sys.argv[2] == "by_value" else by_reference
+    with hpcpar.Executor(sys.argv[1]) as ex:
+        try:
+            list(ex.map(fn, range(4)))
+        except Exception as exc:
+            print("".join(traceback.format_exception(exc)))
+        else:
+            print("NO ERROR")
+'''
+
+HELPER = '''\
+def by_reference(x):
+    if x == 2:
+        raise KeyError("missing %d" % x)  # LINE-BY-REFERENCE
+    return x
+'''
+
+
+def _line_of(path: Path, marker: str) -> tuple[int, str]:
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if marker in line:
+            return n, line.strip()
+    raise AssertionError(marker)
+
+
+@pytest.fixture
+def script(tmp_path) -> Path:
+    (tmp_path / "helper.py").write_text(HELPER)
+    path = tmp_path / "script.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _run_script(script: Path, backend: str, which: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCPAR_")}
+    proc = subprocess.run([sys.executable, str(script), backend, which], capture_output=True,
+                          text=True, timeout=120, cwd=script.parent, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("which,file,marker", [
+    ("by_value", "script.py", "LINE-BY-VALUE"),          # defined in __main__: shipped by value
+    ("by_reference", "helper.py", "LINE-BY-REFERENCE"),  # importable: shipped by reference
+])
+def test_traceback_from_a_script_names_file_line_and_source(script, which, file, marker):
+    path = script.parent / file
+    lineno, source = _line_of(path, marker)
+    out = _run_script(script, "local", which)
+    assert f'File "{path}", line {lineno}, in {which}' in out, out
+    assert source in out, out
+    assert "<dynamic-code>" not in out
+    assert "The above exception was the direct cause" in out       # the remote traceback is the cause
+
+
+def test_source_travels_with_the_payload(tmp_path):
+    """The worker shows the source line even where it cannot read the driver's file (another
+    machine, or the file edited or deleted since the map started)."""
+    src = tmp_path / "gone.py"
+    src.write_text(textwrap.dedent('''\
+        def task(x):
+            return 1 / x  # DIVIDE
+        '''))
+    namespace: dict = {"__name__": "__main__"}       # as in a script: pickled by value
+    exec(compile(src.read_text(), str(src), "exec"), namespace)
+    lineno, source = _line_of(src, "DIVIDE")
+    rd = RunDir.create(tmp_path / "runs", prefix="test",
+                       meta={"mode": "map", "n_chunks": 1, "python_path": driver_python_path()})
+    rd.write_function(dumps({"fn": namespace["task"], "mode": "map", "reducer": None}))
+    rd.write_chunk(0, dumps([((0,), {})]))
+    src.unlink()
+    proc = subprocess.run([sys.executable, "-m", "hpcpar.worker", str(rd.path), "--chunk", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    ok, exc, tb = rd.read_result(0).outcomes[0]
+    assert not ok and isinstance(exc, ZeroDivisionError)
+    assert f'File "{src}", line {lineno}, in task' in tb, tb
+    assert source in tb, tb
+
+
+def test_nested_code_keeps_its_file_and_payload_is_plain_pickle(tmp_path):
+    """Code objects nested in a by-value function (an inner function, a lambda) keep theirs."""
+    src = tmp_path / "nested.py"
+    src.write_text("def outer():\n    inner = lambda: 1 / 0\n    return inner\n")
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(src.read_text(), str(src), "exec"), namespace)
+    fn = pickle.loads(dumps(namespace["outer"]))       # plain pickle.loads reads it
+    assert fn.__code__.co_filename == str(src)
+    assert fn().__code__.co_filename == str(src)
+    assert fn().__code__.co_firstlineno == 2
