@@ -8,6 +8,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 # The extras the oldest-dependency run installs (scripts/test: .[test] with the constraints).
@@ -44,9 +45,10 @@ def test_every_lower_bound_is_pinned_in_the_oldest_constraints():
     for req in _requirements():
         lower = [s.version for s in req.specifier if s.operator == ">="]
         assert lower, f"setup.cfg: {req} has no lower bound (>=)"
-        assert pins.get(req.name.lower()) == lower[0], (
+        pinned = pins.get(req.name.lower())
+        assert pinned is not None and Version(pinned) == Version(lower[0]), (
             f"{req.name}: setup.cfg says >={lower[0]}, tests/constraints-oldest.txt pins "
-            f"{pins.get(req.name.lower())}")
+            f"{pinned}")
     names = {req.name.lower() for req in _requirements()}
     assert set(pins) <= names, f"pinned but not required: {set(pins) - names}"
 
