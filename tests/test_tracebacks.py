@@ -68,8 +68,8 @@ def script(tmp_path) -> Path:
     return path
 
 
-def _run_script(script: Path, backend: str, which: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCPAR_")}
+def _run_script(script: Path, backend: str, which: str, **hpcpar_env: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCPAR_")} | hpcpar_env
     proc = subprocess.run([sys.executable, str(script), backend, which], capture_output=True,
                           text=True, timeout=120, cwd=script.parent, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -88,6 +88,16 @@ def test_traceback_from_a_script_names_file_line_and_source(script, which, file,
     assert source in out, out
     assert "<dynamic-code>" not in out
     assert "The above exception was the direct cause" in out       # the remote traceback is the cause
+
+
+@pytest.mark.slurm
+def test_traceback_from_a_script_on_slurm(slurm, script, runs_dir):
+    """The same through a real SLURM array task: the worker formats the traceback on the node."""
+    lineno, source = _line_of(script, "LINE-BY-VALUE")
+    out = _run_script(script, "slurm", "by_value", HPCPAR_RUNS_DIR=str(runs_dir),
+                      HPCPAR_POLL_INTERVAL_S="0.5", HPCPAR_MAX_POLL_INTERVAL_S="2")
+    assert f'File "{script}", line {lineno}, in by_value' in out, out
+    assert source in out, out
 
 
 def test_source_travels_with_the_payload(tmp_path):
