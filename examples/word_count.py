@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="use only the first N files")
     p.add_argument("--top", type=int, default=10, help="most common words to print (default 10)")
     a = p.parse_args(argv)
+    if (a.limit is not None and a.limit < 1) or a.top < 1:
+        p.error("--limit and --top must be >= 1")
 
     try:
         docs = read_corpus(a.corpus, a.glob, a.limit)
@@ -93,7 +95,9 @@ def main(argv=None) -> int:
     with hpcpar.Executor(a.backend, job_name="word-count", mem="1GB", walltime="00:10:00") as ex:
         backend = ex.backend_name
         # One task per file; hpcpar groups the files into a few chunks (array tasks) and adds
-        # the counters inside each chunk, so each chunk sends back one Counter.
+        # the counters inside each chunk, so each chunk sends back one Counter. An empty
+        # Counter as initializer and + as reducer give the same total whether the initializer
+        # is added once (today) or copied into every chunk (Spark's aggregate).
         counts = ex.map_reduce(count_words, docs, operator.add, Counter())
     wall = time.perf_counter() - t0
 
