@@ -135,3 +135,34 @@ def test_nested_code_keeps_its_file_and_payload_is_plain_pickle(tmp_path):
     assert fn.__code__.co_filename == str(src)
     assert fn().__code__.co_filename == str(src)
     assert fn().__code__.co_firstlineno == 2
+
+
+def test_each_function_ships_only_the_lines_it_spans(tmp_path):
+    """Two functions of one big file, pickled apart and loaded in one process: both tracebacks
+    show their source, and neither payload carries the whole file."""
+    filler = "".join(f"# filler line {i} {'x' * 60}\n" for i in range(2000))
+    src = tmp_path / "big.py"
+    src.write_text("def first(x):\n    return x / 0  # FIRST\n" + filler
+                   + "def second(x):\n    return x[0]  # SECOND\n")
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(src.read_text(), str(src), "exec"), namespace)
+    blobs = [dumps(namespace["first"]), dumps(namespace["second"])]
+    assert all(len(b) < 2000 for b in blobs), [len(b) for b in blobs]
+    (tmp_path / "blobs.pkl").write_bytes(pickle.dumps(blobs))
+    src.unlink()
+    code = (
+        "import pickle, sys, traceback\n"
+        "blobs = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "for blob in blobs:\n"
+        "    try:\n"
+        "        pickle.loads(blob)(1)\n"
+        "    except Exception:\n"
+        "        print(traceback.format_exc())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "blobs.pkl")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f'File "{src}", line 2, in first' in proc.stdout, proc.stdout
+    assert "return x / 0  # FIRST" in proc.stdout
+    assert f'File "{src}", line 2004, in second' in proc.stdout, proc.stdout
+    assert "return x[0]  # SECOND" in proc.stdout
