@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -63,6 +64,29 @@ class Options:
     dialect: str | None = None
     pe: str | None = None
     mem_unit: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, inclusive in _RANGES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+            if not ok:
+                raise ConfigError(f"option {name}={value!r} must be "
+                                  f"{'>=' if inclusive else '>'} {low}")
+        if self.max_poll_interval_s < self.poll_interval_s:
+            raise ConfigError(f"option max_poll_interval_s={self.max_poll_interval_s!r} must be "
+                              f">= poll_interval_s={self.poll_interval_s!r}")
+
+
+# (option, lower limit, limit allowed): checked when Options is made, so a bad value is refused
+# in the Executor's constructor, before anything runs.
+_RANGES = (
+    ("max_workers", 1, True), ("chunksize", 1, True), ("chunks_per_slot", 1, True),
+    ("max_retries", 0, True), ("max_running", 1, True), ("poll_interval_s", 0, False),
+    ("max_poll_interval_s", 0, False), ("submit_linger_s", 0, True), ("signal_s", 0, True),
+    ("checkpoint_s", 0, False), ("command_timeout_s", 0, False),
+)
 
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(Options))
