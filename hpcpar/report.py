@@ -264,8 +264,9 @@ def summary_text(tl: RunTimeline, slowest: int = 5, max_rows: int = 50) -> str:
                  f"walltime warning {sum(c.requeues for c in tl.chunks)}")
     lines.append("hosts       " + (", ".join(f"{h} ({k})" for h, k in sorted(hosts.items()))
                                    or "none recorded"))
-    lines += ["", f"{'chunk':>5} {'tasks':>7} {'host':<16} {'submit_s':>8} {'wait_s':>7} "
-                  f"{'run_s':>7} {'subs':>4}  outcome"]
+    header = (f"{'chunk':>5} {'tasks':>7} {'host':<16} {'submit_s':>8} {'wait_s':>7} "
+              f"{'run_s':>7} {'subs':>4}  outcome")
+    lines += ["", header]
     for c in tl.chunks[:max_rows]:
         tasks_col = f"{c.done}/{c.n_tasks}" if c.n_tasks else "-"
         lines.append(f"{c.index:>5} {tasks_col:>7} {(c.host or '-')[:16]:<16} {_s(c.submitted):>8} "

@@ -52,7 +52,7 @@ def _bar_span(tl: RunTimeline, c) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def figure(tl: RunTimeline) -> "Figure":
+def figure(tl: RunTimeline) -> Figure:
     """The run's timeline.
 
     Parameters
