@@ -13,10 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import matplotlib.image as mpl_image            # the [report] extra is in [test]
+import matplotlib.image as mpl_image  # the [report] extra is in [test]
 import pytest
 
 from hpcpar.cli import main
@@ -211,7 +212,7 @@ def load_in_chromium(chromium: str, page: Path) -> tuple[str, list[str]]:
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
              "--dump-dom", page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=180)
+            check=False, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     return proc.stdout, console
@@ -240,6 +241,7 @@ def test_html_loads_in_headless_chromium(chromium, tmp_path):
 
 # -- the real SLURM ------------------------------------------------------------------------
 def square_or_raise(x):
+    time.sleep(0.3)                     # bars wide enough to see in the picture
     if x == 5:
         raise ValueError("five")
     return x * x
@@ -257,7 +259,7 @@ def test_report_on_a_finished_slurm_run(slurm, chromium, runs_dir, tmp_path):
     png, page = tmp_path / "slurm.png", tmp_path / "slurm.html"
     proc = subprocess.run([sys.executable, "-m", "hpcpar", "report", run_id, "--runs-dir",
                            str(runs_dir), "--png", str(png), "--html", str(page)],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
     assert f"run         {run_id}" in proc.stdout
