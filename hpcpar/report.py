@@ -59,6 +59,8 @@ class ChunkTimeline:
         requeues after a walltime warning.
     task_seconds : tuple of float
         Wall seconds of each finished task (map runs).
+    resubmitted : tuple of float
+        Times of the submissions after the first (retries, requeues).
     note : str
         Why data is missing (corrupt or unreadable results file), else "".
     """
@@ -75,6 +77,7 @@ class ChunkTimeline:
     retries: int
     requeues: int
     task_seconds: tuple[float, ...] = ()
+    resubmitted: tuple[float, ...] = ()
     note: str = ""
 
     @property
@@ -208,7 +211,7 @@ def load_timeline(run: str | os.PathLike, runs_dir: str | os.PathLike | None = N
     for i in range(int(meta["n_chunks"])):
         result, note = _read_result(rd, i)
         mine = subs.get(i, [])
-        times = [float(s["time"]) - t0 for s in mine if "time" in s]
+        times = sorted(float(s["time"]) - t0 for s in mine if "time" in s)
         started = finished = None
         if result is not None:
             started = result.started - t0 if result.started else None
@@ -218,10 +221,11 @@ def load_timeline(run: str | os.PathLike, runs_dir: str | os.PathLike | None = N
         chunks.append(ChunkTimeline(
             index=i, n_tasks=result.n_tasks if result else 0, done=result.done if result else 0,
             outcome=_outcome(result), host=result.host if result else "",
-            submitted=min(times) if times else None, started=started, finished=finished,
+            submitted=times[0] if times else None, started=started, finished=finished,
             submissions=len(mine), retries=sum(s.get("reason") == "retry" for s in mine),
             requeues=sum(s.get("reason") == "requeue" for s in mine),
-            task_seconds=tuple(result.task_seconds) if result else (), note=note))
+            task_seconds=tuple(result.task_seconds) if result else (),
+            resubmitted=tuple(times[1:]), note=note))
     return RunTimeline(run_id=rd.run_id, path=rd.path, backend=str(meta.get("backend", "?")),
                        kind=str(meta.get("kind", "?")), job_name=str(meta.get("job_name", "?")),
                        state=str(meta.get("state", "?")), created=t0, end_s=max(ends),

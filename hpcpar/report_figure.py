@@ -65,7 +65,8 @@ def figure(tl: RunTimeline) -> Figure:
     matplotlib.figure.Figure
         One axes: x in seconds since the run was created, y the chunk index (0 at the top).
         ``ax.containers[0]`` is the ``BarContainer`` with one ``Rectangle`` per chunk, in chunk
-        order, each with gid ``chunk-N``; queue waits (submission to start) are thin grey lines.
+        order, each with gid ``chunk-N``; queue waits (submission to start) are thin grey lines,
+        later submissions of a chunk (retries, requeues) black ticks on its row.
 
     Raises
     ------
@@ -89,6 +90,10 @@ def figure(tl: RunTimeline) -> Figure:
     if waits:
         ax.hlines([c.index for c in waits], [c.submitted for c in waits],
                   [c.submitted + c.queue_wait_s for c in waits], colors=WAIT_COLOUR, linewidth=1.2)
+    resubs = [(t, c.index) for c in tl.chunks for t in c.resubmitted]
+    if resubs:
+        ax.plot([t for t, _ in resubs], [i for _, i in resubs], linestyle="none", marker="|",
+                markersize=14, markeredgewidth=2.5, color="black", gid="resubmissions")
     if n <= 60:
         for c in tl.chunks:
             if c.submissions > 1:
@@ -107,6 +112,9 @@ def figure(tl: RunTimeline) -> Figure:
     handles = [Patch(facecolor=COLOURS[o], edgecolor="black", hatch="//" if o == "no result" else None,
                      label=o) for o in present]
     handles.append(Line2D([], [], color=WAIT_COLOUR, label="queue wait"))
+    if resubs:
+        handles.append(Line2D([], [], linestyle="none", marker="|", markersize=10,
+                              markeredgewidth=2, color="black", label="resubmitted"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               title="outcome", title_fontsize=8)
     return fig
@@ -157,7 +165,8 @@ svg {{ max-width: 100%; height: auto; }}
 <figure id="timeline">
 {_svg(tl)}
 <figcaption>One bar per chunk, from the worker's start to its last write, coloured by outcome;
-grey lines are queue waits (submission to start). Hover a bar for its details.</figcaption>
+grey lines are queue waits (submission to start), black ticks later submissions (retries).
+Hover a bar for its details.</figcaption>
 </figure>
 <pre id="summary">{html.escape(summary_text(tl, max_rows=len(tl.chunks)))}</pre>
 </body>

@@ -66,6 +66,7 @@ def test_timeline_reads_what_the_run_folder_records(tmp_path):
         assert c.run_s == pytest.approx(end - start, abs=1e-6)
     assert [c.submissions for c in tl.chunks] == [1, 1, 1, 2, 1, 1]
     assert [c.retries for c in tl.chunks] == [0, 0, 0, 1, 0, 0]
+    assert tl.chunks[3].resubmitted == (pytest.approx(9.0),) and tl.chunks[2].resubmitted == ()
     last = tl.chunks[5]
     assert last.started is None and last.run_s is None and last.queue_wait_s is None
     assert last.submitted == pytest.approx(0.5, abs=1e-6)
@@ -112,7 +113,9 @@ def test_figure_has_one_bar_per_chunk_coloured_by_outcome(tmp_path):
     assert "seconds" in ax.get_xlabel() and "chunk" in ax.get_ylabel()
     assert ax.get_ylim() == (N_CHUNKS - 0.5, -0.5)         # chunk 0 at the top
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == [*OUTCOMES, "queue wait"]
+    assert labels == [*OUTCOMES, "queue wait", "resubmitted"]
+    ticks = [line for line in ax.lines if line.get_gid() == "resubmissions"]
+    assert [tuple(xy) for xy in ticks[0].get_xydata()] == [pytest.approx((9.0, 3))]
     waits = [c for c in ax.collections if len(c.get_segments()) == 5]
     assert len(waits) == 1                                 # one queue-wait line per started chunk
 
