@@ -245,8 +245,8 @@ def test_html_loads_in_headless_chromium(chromium, tmp_path):
 # -- the real SLURM ------------------------------------------------------------------------
 def square_or_raise(x):
     time.sleep(0.3)                     # bars wide enough to see in the picture
-    if x == 5:
-        raise ValueError("five")
+    if x == 7:                          # in the last chunk: map raises once every chunk is done
+        raise ValueError("seven")
     return x * x
 
 
@@ -256,7 +256,7 @@ def test_report_on_a_finished_slurm_run(slurm, chromium, runs_dir, tmp_path):
 
     with hpcpar.Executor("slurm", runs_dir=str(runs_dir), job_name="report", walltime="5:00",
                          poll_interval_s=0.5, max_poll_interval_s=2.0) as ex:
-        with pytest.raises(ValueError, match="five"):
+        with pytest.raises(ValueError, match="seven"):
             list(ex.map(square_or_raise, range(8), chunksize=2))
         run_id = ex.run_ids[0]
     png, page = tmp_path / "slurm.png", tmp_path / "slurm.html"
@@ -268,7 +268,7 @@ def test_report_on_a_finished_slurm_run(slurm, chromium, runs_dir, tmp_path):
     assert f"run         {run_id}" in proc.stdout
     assert "chunks      4: ok 3, task error 1" in proc.stdout
     tl = load_timeline(run_id, runs_dir)
-    assert [c.outcome for c in tl.chunks] == ["ok", "ok", "task error", "ok"]
+    assert [c.outcome for c in tl.chunks] == ["ok", "ok", "ok", "task error"]
     for c in tl.chunks:
         assert c.host == socket.gethostname() and c.done == 2 and c.submissions == 1
         assert c.queue_wait_s is not None and c.run_s is not None
