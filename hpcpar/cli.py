@@ -213,6 +213,24 @@ def cmd_logs(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from .report import load_timeline, summary_text
+
+    if a.rows < 0 or a.slowest < 0:
+        raise HpcparError("--rows and --slowest take a count >= 0")
+    tl = load_timeline(a.run, a.runs_dir)
+    print(summary_text(tl, slowest=a.slowest, max_rows=a.rows), end="")
+    png = a.png or (None if a.html or a.no_picture else f"{tl.run_id}.png")
+    if png or a.html:
+        from .report_figure import write_html, write_png
+
+        for path, write in ((png, write_png), (a.html, write_html)):
+            if path:
+                write(tl, path)
+                print(f"wrote {path}")
+    return 0
+
+
 def cmd_cancel(a) -> int:
     from .runs import resolve_run
 
@@ -274,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--dry-run", action="store_true", help="only list what would go")
         s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
         s.set_defaults(fn=fn)
+    text = "summarise a finished or running batch run and draw its timeline (one bar per chunk)"
+    s = sub.add_parser("report", help=text, description=text + ". The picture needs matplotlib: "
+                       "pip install 'hpcpar[report]'.")
+    s.add_argument("run", help="run id or run folder path")
+    s.add_argument("--png", metavar="FILE", help="write the timeline as a PNG (default RUN_ID.png "
+                   "unless --html or --no-picture is given)")
+    s.add_argument("--html", metavar="FILE", help="write a self-contained HTML page: summary and "
+                   "timeline (inline SVG, no JavaScript)")
+    s.add_argument("--no-picture", action="store_true", help="print the summary only")
+    s.add_argument("--rows", type=int, default=50, metavar="N", help="chunks in the table (default 50)")
+    s.add_argument("--slowest", type=int, default=5, metavar="N", help="slowest chunks listed (default 5)")
+    s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
+    s.set_defaults(fn=cmd_report)
     return p
 
 
