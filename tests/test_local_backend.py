@@ -63,3 +63,20 @@ def test_task_that_exits_the_process_raises_job_lost_error_within_10_s():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("JobLostError:"), proc.stdout + proc.stderr
     assert "died" in proc.stdout
+
+
+def draw(_):
+    import numpy as np
+
+    return float(np.random.rand())
+
+
+def test_workers_draw_from_distinct_random_streams():
+    """Forked workers must not replay the driver's numpy random stream: on a cluster each array
+    task has its own, so simulations and bagging must not differ between local and cluster."""
+    import numpy as np
+
+    np.random.seed(0)                       # the driver's state, which every fork inherits
+    with hpcpar.Executor("local", max_workers=2) as ex:
+        values = list(ex.map(draw, range(40), chunksize=1))
+    assert len(set(values)) == 40
