@@ -155,7 +155,8 @@ class Executor(concurrent.futures.Executor):
         self.resources = resources
         self.options = opts
         self._backend = backends.create(name, resources, opts)
-        self._handles: list[RunHandle] = []
+        self._handles: list[RunHandle] = []  # runs that may be unfinished (pruned now and then)
+        self._prune_at = 64
         self.run_ids: list[str] = []          # every run started, in order (see hpcpar.attach)
         self._lock = threading.RLock()
         self._shutdown = False
@@ -195,8 +196,10 @@ class Executor(concurrent.futures.Executor):
         handle = self._backend.start(request)
         with self._lock:
             self.run_ids.append(handle.run_id)
-            self._handles = [h for h in self._handles if not h.done()]
             self._handles.append(handle)
+            if len(self._handles) >= self._prune_at:     # amortised O(1) per call
+                self._handles = [h for h in self._handles if not h.done()]
+                self._prune_at = max(64, 2 * len(self._handles))
         return handle
 
     def _chunk(self, items: list, chunksize: int | None) -> list[int]:
