@@ -184,15 +184,16 @@ class PbsProSpec(_PbsCommon):
             for start in range(a, b + 1, limit):
                 stop = min(b, start + limit - 1)
                 env = dict(extra_env or {})
-                argv = ["qsub"]
+                options = []
                 if start == stop:
                     env["HPCPAR_ARRAY_INDEX"] = str(start)
                 else:
-                    argv += ["-J", f"{start}-{stop}" + (f"%{max_running}" if max_running else "")]
+                    options.append(("-J", f"{start}-{stop}" + (f"%{max_running}" if max_running else "")))
                 if env:
-                    argv += ["-v", ",".join(f"{k}={v}" for k, v in sorted(env.items()))]
-                argv.append(script)
-                out.append(Submission(tuple(argv), tuple(range(start, stop + 1))))
+                    options.append(("-v", ",".join(f"{k}={v}" for k, v in sorted(env.items()))))
+                argv = ["qsub", *(w for o in options for w in o), script]
+                out.append(Submission(tuple(argv), tuple(range(start, stop + 1)),
+                                      array_options=tuple(options)))
         return out
 
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
@@ -284,12 +285,11 @@ class TorqueSpec(_PbsCommon):
     def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
         """One ``qsub -t a-b,c-d[%max]`` (Torque ``-t`` takes a comma list of ranges and a
         ``%`` slot limit)."""
-        argv = ["qsub", "-t", _ranges(indices) + (f"%{max_running}" if max_running else "")]
+        options = [("-t", _ranges(indices) + (f"%{max_running}" if max_running else ""))]
         if extra_env:
-            argv += ["-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))]
-        argv += self.extra_submit_args(script)
-        argv.append(script)
-        return [Submission(tuple(argv), tuple(sorted(set(indices))))]
+            options.append(("-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))))
+        argv = ["qsub", *(w for o in options for w in o), *self.extra_submit_args(script), script]
+        return [Submission(tuple(argv), tuple(sorted(set(indices))), array_options=tuple(options))]
 
     def extra_submit_args(self, script: str) -> list[str]:
         return []
