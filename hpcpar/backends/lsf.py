@@ -53,6 +53,7 @@ class LsfSpec(SchedulerSpec):
     commands = ("bsub", "bjobs", "bkill")
     array_index_var = "LSB_JOBINDEX"
     array_index_base = 1
+    script_on_stdin = True
     BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason"
 
     # bjobs description -> JOB STATUS; "LSF terms and concepts / Job states".

@@ -89,6 +89,8 @@ class SchedulerSpec:
     #: what the worker does on SIGUSR2, the walltime warning: "checkpoint" (save and go on,
     #: when the warning comes before the limit) or "stop" (save and exit, when it comes at it)
     on_warning: ClassVar[str] = "stop"
+    #: True if the submit command reads the script on stdin (LSF's ``bsub < job.sh``)
+    script_on_stdin: ClassVar[bool] = False
     #: native state -> JobState, with the documentation it comes from in the subclass
     STATES: ClassVar[Mapping[str, JobState]] = {}
 
