@@ -61,6 +61,49 @@ def test_golden_script(capsys, name):
     assert text == path.read_text(), f"{name} differs from {path}; HPCPAR_UPDATE_GOLDEN=1 to accept"
 
 
+#: job arrays: 5 lines of an array file, at most 2 running; each scheduler's own index base and
+#: throttle (sbatch --array=0-4%2; qsub -J 0-4%2 (PBS Pro) / -t 0-4%2 (Torque); bsub -J
+#: "name[1-5]%2"; qsub -t 1-5 -tc 2 (Grid Engine)). The array file's path reads ``CMDS``.
+ARRAY_CASES = {
+    "slurm-array.sh": ["slurm"],
+    "pbs-pro-array.sh": ["pbs", "--dialect", "pro"],
+    "pbs-torque-array.sh": ["pbs", "--dialect", "torque"],
+    "lsf-array.sh": ["lsf"],
+    "sge-array.sh": ["sge"],
+}
+
+
+def render_array(capsys, tmp_path, name: str) -> str:
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_text("".join(f"echo {i}\n" for i in range(5)))
+    backend, *extra = ARRAY_CASES[name]
+    assert main(["script", backend, *extra, "--job-name", "golden", "--array-file", str(cmds),
+                 "--max-running", "2", "--mem", "1GB", "--walltime", "0:10:00"]) == 0
+    return capsys.readouterr().out.replace(str(cmds.resolve()), "CMDS")
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_CASES))
+def test_golden_array_script(capsys, tmp_path, name):
+    text = render_array(capsys, tmp_path, name)
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(text)
+    assert path.is_file(), f"{path} missing: run with HPCPAR_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{name} differs from {path}; HPCPAR_UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize("name,line", [
+    ("slurm-array.sh", "#SBATCH --array=0-4%2"),
+    ("pbs-pro-array.sh", "#PBS -J 0-4%2"),
+    ("pbs-torque-array.sh", "#PBS -t 0-4%2"),
+    ("lsf-array.sh", "#BSUB -J 'golden[1-5]%2'"),
+    ("sge-array.sh", "#$ -t 1-5"),
+    ("sge-array.sh", "#$ -tc 2"),
+])
+def test_golden_array_directives(name, line):
+    assert line in (GOLDEN / name).read_text().splitlines(), (name, line)
+
+
 @pytest.mark.parametrize("name,lines", [
     ("slurm.sh", ["#SBATCH --mem=8192M", "#SBATCH --time=0-01:30:00", "#SBATCH --cpus-per-task=4"]),
     ("pbs-pro.sh", ["#PBS -l select=1:ncpus=4:mem=8192mb:ngpus=2", "#PBS -l walltime=01:30:00"]),
