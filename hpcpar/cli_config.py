@@ -117,12 +117,12 @@ def describe(r: Resolved) -> str:
     rows = [("config file", f"{r.config_path}{exists}", ""),
             ("backend", r.backend, r.sources["backend"]),
             ("profile", r.profile or "-", r.sources.get("profile", "none named"))]
-    lines = [f"{k:22s} {v:28s} {src}".rstrip() for k, v, src in rows]
+    lines = [f"{k:22s} {v:28s}  {src}".rstrip() for k, v, src in rows]
     lines += ["", "resources (per array task)"]
     for name in Resources.FIELDS:
-        lines.append(f"  {name:20s} {_show(name, getattr(r.resources, name)):28s} {r.sources[name]}")
+        lines.append(f"  {name:20s} {_show(name, getattr(r.resources, name)):28s}  {r.sources[name]}")
     lines += ["", "options"]
     values = dataclasses.asdict(r.options)
     for name in OPTION_NAMES:
-        lines.append(f"  {name:20s} {_show(name, values[name]):28s} {r.sources[name]}")
+        lines.append(f"  {name:20s} {_show(name, values[name]):28s}  {r.sources[name]}")
     return "\n".join(lines) + "\n"
