@@ -397,9 +397,11 @@ class Executor(concurrent.futures.Executor):
             Array tasks (chunks, for a run) to ask for: the script then carries the array
             request as the submission makes it (``#SBATCH --array=0-N%max_running``,
             ``#PBS -J``/``-t``, ``#BSUB -J "name[1-N]%max"``, ``#$ -t 1-N`` and ``-tc``),
-            the same directives a run's ``job.sh`` holds. Default: no array request.
+            the same directives a run's ``job.sh`` holds (on PBS Professional none: a run passes
+            ``-J`` on the command line only, see ``PbsProSpec.array_directives_in_runs``).
+            Default: no array request.
         """
-        return self._backend.job_script(command, array_size=array_size)
+        return self._backend.job_script(command, array_size=array_size, for_run=True)
 
 
 def _resolve_call(fut: Future, chunk_future: Future) -> None:

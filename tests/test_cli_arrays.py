@@ -245,3 +245,17 @@ def test_hand_submitted_array_script_runs_every_line_at_most_2_at_once(slurm, tm
         spans.append((float(start.read_text()), float(end.read_text())))
     overlap = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
     assert 1 <= overlap <= 2, spans
+
+
+def test_pbs_pro_run_script_leaves_J_to_the_command_line():
+    """A run's job.sh is resubmitted for single lost indices as plain jobs (qsub refuses -J X-X),
+    which cannot cancel an embedded #PBS -J; so on PBS Pro only CLI scripts carry it."""
+    ex = hpcpar.Executor("pbs", dialect="pro", job_name="fit")
+    assert "#PBS -J" not in ex.job_script(array_size=10)
+    backend = create("pbs", Resources(), Options(dialect="pro"))
+    assert backend.array_directives(10, "fit") == ["-J 0-9"]
+    assert backend.array_directives(10, "fit", for_run=True) == []
+    (retry,) = backend.spec.submissions("job.sh", [3], None, None)
+    assert retry.argv == ("qsub", "-v", "HPCPAR_ARRAY_INDEX=3", "job.sh")
+    slurm = create("slurm", Resources(), Options())
+    assert slurm.array_directives(10, "fit", for_run=True) == ["--array=0-9"]

@@ -138,7 +138,7 @@ class Backend(abc.ABC):
         return templates.render(self.template, context, self.options.template_dir)
 
     def array_directives(self, n_tasks: int | None, job_name: str,
-                         max_array_size: int | None = None) -> list[str]:
+                         max_array_size: int | None = None, for_run: bool = False) -> list[str]:
         """Directive bodies (after ``#SBATCH`` etc.) asking for an array of ``n_tasks`` tasks;
         none here (no scheduler) or for ``n_tasks`` None. See BatchBackend."""
         return []
@@ -150,7 +150,7 @@ class Backend(abc.ABC):
 
     def job_script(self, command: list[str] | None = None, job_name: str | None = None,
                    array_file: str | None = None, run_dir: str | None = None,
-                   array_size: int | None = None) -> str:
+                   array_size: int | None = None, for_run: bool = False) -> str:
         """The script this backend would submit (a dry run: nothing is written or submitted).
 
         With ``command`` (an argv list) the job runs it; with ``array_file`` each array task
@@ -158,7 +158,8 @@ class Backend(abc.ABC):
         (``"<RUN_DIR>"`` when not given). ``array_size`` (array tasks; default: the lines of
         ``array_file``, else none) adds the array request as directives, exactly as a
         submission asks for it (``#SBATCH --array=0-N%max_running`` ...), so the printed
-        script submitted by hand runs every task.
+        script submitted by hand runs every task. ``for_run``: the script as a run writes it
+        (see :meth:`array_directives`).
         """
         run_dir_text = run_dir or "<RUN_DIR>"
         if command is None and array_file is None:
@@ -170,7 +171,8 @@ class Backend(abc.ABC):
                                   run_dir=run_dir, array_file=array_file,
                                   log_dir=f"{run_dir}/logs" if run_dir else None,
                                   workdir=self.options.workdir,
-                                  array_directives=self.array_directives(array_size, name))
+                                  array_directives=self.array_directives(array_size, name,
+                                                                         for_run=for_run))
         return self.render_script(ctx)
 
 

@@ -149,13 +149,15 @@ class BatchBackend(Backend):
         return self.spec.planned_submissions(range(n_tasks), self.options.max_running,
                                              max_array_size, job_name, script)
 
-    def array_directives(self, n_tasks, job_name, max_array_size=None):
+    def array_directives(self, n_tasks, job_name, max_array_size=None, for_run=False):
         """The first submission's array options as directive bodies, each word shell-quoted
         (``--array=0-9%2``; ``-J 'name[1-10]%2'``). They come from the same
         :class:`~hpcpar.backends.spec.Submission` as the submit command, so the script asks for
         what is submitted; when more than one submission is needed (more tasks than the
-        scheduler's array size limit) the script carries the first one's."""
-        if not n_tasks:
+        scheduler's array size limit) the script carries the first one's. ``for_run``: for a
+        run's job.sh, which resubmissions reuse (none where the spec says
+        ``array_directives_in_runs = False``)."""
+        if not n_tasks or (for_run and not self.spec.array_directives_in_runs):
             return []
         subs = self.planned_submissions(n_tasks, job_name, max_array_size=max_array_size)
         return [" ".join(templates.q(w) for w in option) for option in subs[0].array_options]
@@ -190,7 +192,7 @@ class BatchBackend(Backend):
             request.job_name, self.worker_command(str(rd.path)), run_dir=str(rd.path),
             log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd(),
             array_directives=self.array_directives(len(request.chunks), request.job_name,
-                                                   probe.get("max_array_size"))))
+                                                   probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
         chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
         run = BatchRun(rd, chunks, meta)

@@ -117,6 +117,11 @@ class PbsProSpec(_PbsCommon):
     dialect = "pro"
     array_index_var = "PBS_ARRAY_INDEX"
     array_index_base = 0
+    #: a one-index (re)submission is a plain job: qsub refuses ``-J X-X`` (OpenPBS
+    #: ``chk_Jrange``: start < end), and no command-line option cancels an embedded ``#PBS -J``,
+    #: so a run's job.sh leaves ``-J`` to the command line (scripts from ``hpcpar script`` and
+    #: ``hpcpar submit``, never resubmitted, carry it)
+    array_directives_in_runs = False
 
     # qstat(1B) "Job Status in Default Format", pbs_job_attributes(7B) job_state, Reference
     # Guide 2021.1 §8.1 "Job States". F and X are final and classified by Exit_status.

@@ -89,6 +89,10 @@ class SchedulerSpec:
     #: what the worker does on SIGUSR2, the walltime warning: "checkpoint" (save and go on,
     #: when the warning comes before the limit) or "stop" (save and exit, when it comes at it)
     on_warning: ClassVar[str] = "stop"
+    #: True if a run's job.sh may carry the array request as directives: every resubmission
+    #: (of a few lost indices, reusing job.sh) then puts its own array options on the command
+    #: line, which override the directives
+    array_directives_in_runs: ClassVar[bool] = True
     #: True if the submit command reads the script on stdin (LSF's ``bsub < job.sh``)
     script_on_stdin: ClassVar[bool] = False
     #: native state -> JobState, with the documentation it comes from in the subclass
