@@ -111,6 +111,8 @@ def cmd_script(a) -> int:
     n = count_lines(array_file) if array_file else None
     text = backend.job_script(command, job_name=name, array_file=array_file, array_size=n)
     sys.stdout.write(text)
+    if a.print_command and not isinstance(backend, BatchBackend):
+        print("bash job.sh", file=sys.stderr)           # no scheduler: the script runs where it is started
     if isinstance(backend, BatchBackend):
         subs = backend.planned_submissions(n or 1, name)
         if a.print_command:

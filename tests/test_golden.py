@@ -14,6 +14,10 @@ lsf.sh         ``-M 8192`` / ``rusage[mem=8192]`` (MB unit)     ``-W 1:30`` ([HH
 sge.sh         ``h_vmem=2048M`` per slot x 4 slots             ``h_rt=01:30:00``
 =============  ==============================================  =========================
 
+``*-array.sh``: the same schedulers for a 5-line ``--array-file`` with ``--max-running 2``; the
+array request is a directive in each scheduler's syntax and index base (``ARRAY_CASES``).
+tests/test_cli_arrays.py submits ``slurm-array.sh`` by hand with the real sbatch.
+
 Regenerate after an intended change: ``HPCPAR_UPDATE_GOLDEN=1 pytest tests/test_golden.py``.
 ``sbatch --test-only`` checks the SLURM one (slurm marker); ``qsub -w v`` checks the SGE one
 inside the Grid Engine container (tests/test_sge.py).
