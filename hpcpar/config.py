@@ -198,6 +198,103 @@ def _coerce_option(name: str, value: Any) -> Any:
         raise ConfigError(f"option {name}={value!r} must be of type {typ}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """The outcome of :func:`explain`: what :func:`resolve` returns, and where each value came from.
+
+    Attributes
+    ----------
+    backend : str
+    resources : Resources
+    options : Options
+    profile : str or None
+        The profile used, if any.
+    sources : dict of str to str
+        For ``"backend"``, ``"profile"`` and every option and resource name: ``"keyword
+        argument"`` (or the caller's label, e.g. ``"command line"``), ``"HPCPAR_<NAME>"``,
+        ``"profile 'P' in FILE"``, ``"default_profile in FILE"`` (for the profile) or ``"default"``.
+    config_path : pathlib.Path
+        The config file searched for profiles (it may not exist).
+    """
+
+    backend: str
+    resources: Resources
+    options: Options
+    profile: str | None
+    sources: dict[str, str]
+    config_path: Path
+
+
+def default_profile_name() -> str | None:
+    """``default_profile`` of the config file, or None (no file, or no such key)."""
+    value = _load_config()[1].get("default_profile")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"default_profile={value!r} in {config_path()} must be a profile name")
+    return value
+
+
+def explain(backend: str | None, profile: str | None, kwargs: dict[str, Any], *,
+            kwarg_label: str = "keyword argument", default_profile_for_backend: bool = False) -> Resolved:
+    """:func:`resolve`, also saying where each value came from.
+
+    Parameters
+    ----------
+    backend, profile, kwargs
+        As for :func:`resolve`.
+    kwarg_label : str
+        How to name the source of ``kwargs`` and of ``backend``/``profile`` (the CLI says
+        ``"command line"``).
+    default_profile_for_backend : bool
+        Also use ``default_profile`` when ``backend`` is given, if that profile's backend is
+        the same one (the CLI does this; :class:`hpcpar.Executor` uses ``default_profile``
+        only when nothing names a backend).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`resolve`.
+    """
+    check_names(kwargs, "the keyword arguments" if kwarg_label == "keyword argument" else f"the {kwarg_label}")
+    path = config_path()
+    env = _env_values()
+    sources: dict[str, str] = {}
+    if profile:
+        sources["profile"] = kwarg_label
+    elif os.environ.get("HPCPAR_PROFILE"):
+        profile, sources["profile"] = os.environ["HPCPAR_PROFILE"], "HPCPAR_PROFILE"
+    elif backend is None and "HPCPAR_BACKEND" not in os.environ:
+        profile = default_profile_name()
+        if profile:
+            sources["profile"] = f"default_profile in {path}"
+    elif default_profile_for_backend and backend is not None:
+        name = default_profile_name()
+        if name and load_profile(name).get("backend", DEFAULT_BACKEND) == backend:
+            profile, sources["profile"] = name, f"default_profile in {path} (its backend is {backend})"
+    prof: dict[str, Any] = load_profile(profile) if profile else {}
+    where = f"profile {profile!r} in {path}"
+    if backend:
+        name, sources["backend"] = backend, kwarg_label
+    elif os.environ.get("HPCPAR_BACKEND"):
+        name, sources["backend"] = os.environ["HPCPAR_BACKEND"], "HPCPAR_BACKEND"
+    elif prof.get("backend"):
+        name, sources["backend"] = prof["backend"], where
+    else:
+        name, sources["backend"] = DEFAULT_BACKEND, "default"
+    prof.pop("backend", None)
+    name = check_backend(name)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    for key in ALL_NAMES:
+        sources[key] = (kwarg_label if key in given else f"HPCPAR_{key.upper()}" if key in env
+                        else where if key in prof else "default")
+    merged: dict[str, Any] = {**prof, **env, **given}
+    res = Resources.from_user({k: v for k, v in merged.items() if k in Resources.FIELDS})
+    opts = Options(**{k: _coerce_option(k, v) for k, v in merged.items() if k in OPTION_NAMES})
+    for field in ("job_name", "runs_dir", "workdir", "python", "pe", "dialect", "mem_unit"):
+        if getattr(opts, field) is not None:
+            check_text(field, getattr(opts, field))
+    return Resolved(name, res, opts, profile or None, sources, path)
+
+
 def resolve(backend: str | None, profile: str | None, kwargs: dict[str, Any]) -> tuple[str, Resources, Options]:
     """Merge keyword arguments, environment and profile into (backend, Resources, Options).
 
@@ -206,22 +303,5 @@ def resolve(backend: str | None, profile: str | None, kwargs: dict[str, Any]) ->
     ConfigError
         Unknown backend, option or profile, or a malformed value.
     """
-    check_names(kwargs, "the keyword arguments")
-    env = _env_values()
-    profile = profile or os.environ.get("HPCPAR_PROFILE") or None
-    prof: dict[str, Any] = {}
-    if profile is None and backend is None and "HPCPAR_BACKEND" not in os.environ:
-        _, data = _load_config()
-        profile = data.get("default_profile")
-    if profile:
-        prof = load_profile(profile)
-    name = backend or os.environ.get("HPCPAR_BACKEND") or prof.pop("backend", None) or DEFAULT_BACKEND
-    prof.pop("backend", None)
-    name = check_backend(name)
-    merged: dict[str, Any] = {**prof, **env, **{k: v for k, v in kwargs.items() if v is not None}}
-    res = Resources.from_user({k: v for k, v in merged.items() if k in Resources.FIELDS})
-    opts = Options(**{k: _coerce_option(k, v) for k, v in merged.items() if k in OPTION_NAMES})
-    for field in ("job_name", "runs_dir", "workdir", "python", "pe", "dialect", "mem_unit"):
-        if getattr(opts, field) is not None:
-            check_text(field, getattr(opts, field))
-    return name, res, opts
+    r = explain(backend, profile, kwargs)
+    return r.backend, r.resources, r.options

@@ -388,15 +388,22 @@ class Executor(concurrent.futures.Executor):
         return False
 
     # -- dry run -----------------------------------------------------------------------------
-    def job_script(self, command: list[str] | None = None) -> str:
+    def job_script(self, command: list[str] | None = None, *, array_size: int | None = None) -> str:
         """The job script this executor would submit, without writing or submitting anything.
 
         Parameters
         ----------
         command : list of str, optional
             Run this argv instead of the hpcpar worker.
+        array_size : int, optional
+            Array tasks (chunks, for a run) to ask for: the script then carries the array
+            request as the submission makes it (``#SBATCH --array=0-N%max_running``,
+            ``#PBS -J``/``-t``, ``#BSUB -J "name[1-N]%max"``, ``#$ -t 1-N`` and ``-tc``),
+            the same directives a run's ``job.sh`` holds (on PBS Professional none: a run passes
+            ``-J`` on the command line only, see ``PbsProSpec.array_directives_in_runs``).
+            Default: no array request.
         """
-        return self._backend.job_script(command)
+        return self._backend.job_script(command, array_size=array_size, for_run=True)
 
 
 def _resolve_call(fut: Future, chunk_future: Future) -> None:
