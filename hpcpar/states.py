@@ -32,4 +32,5 @@ class JobState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
+        """True once the job has ended: every state but PENDING, RUNNING and UNKNOWN."""
         return not self.is_live
