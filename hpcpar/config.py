@@ -54,7 +54,8 @@ class Options:
     #: queue cannot be read), at most ``max_running`` and at most 250.
     chunks_per_slot: int = 4
     #: Batch backends: folder for run folders (default ``$HPCPAR_RUNS_DIR``, else
-    #: ``platformdirs.user_data_dir("hpcpar")/runs``). Must be on a filesystem the compute nodes share.
+    #: ``platformdirs.user_data_dir("hpcpar")/runs``). Must be on a filesystem the compute
+    #: nodes share.
     runs_dir: str | None = None
     #: A folder of job-script templates searched before the shipped ones.
     template_dir: str | None = None
@@ -91,8 +92,9 @@ class Options:
     #: Folder the job ``cd``\ s into before the setup lines (default: the driver's working
     #: folder for runs; none for ``job_script()``).
     workdir: str | None = None
-    #: Seconds each scheduler command (``sbatch``, ``squeue``, ``qsub``...) may take
-    #: before it counts as failed (default 60): a :class:`~hpcpar.SubmissionError` with ``returncode`` None.
+    #: Seconds each scheduler command (``sbatch``, ``squeue``, ``qsub``...) may take before it
+    #: counts as failed (default 60): a :class:`~hpcpar.SubmissionError` with ``returncode``
+    #: None.
     command_timeout_s: float = 60.0
     #: PBS only: ``"pro"`` (PBS Professional/OpenPBS; aliases ``"pbspro"``, ``"openpbs"``) or
     #: ``"torque"``. Default: detected once from ``qstat --version``.

@@ -22,7 +22,8 @@ from hpcpar.config import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DIRECTIVE = re.compile(r"^\.\. (?:auto)?(?:class|function|exception|data|method)::\s+(\S+?)(?:\(|$)")
+DIRECTIVE = re.compile(
+    r"^\.\. (?:auto)?(?:class|function|exception|data|method)::\s+(\S+?)(?:\(|$)")
 
 
 def documented_names(rst: str) -> list[str]:
@@ -49,7 +50,8 @@ def test_every_public_name_is_in_the_api_reference():
 
 
 def test_documented_names_parser_sees_continuation_lines():
-    rst = ".. function:: hpcpar.a(x)\n              hpcpar.b(y)\n\n   text hpcpar.c\n.. data:: hpcpar.D\n"
+    rst = (".. function:: hpcpar.a(x)\n              hpcpar.b(y)\n\n   text hpcpar.c\n"
+           ".. data:: hpcpar.D\n")
     assert documented_names(rst) == ["hpcpar.a", "hpcpar.b", "hpcpar.D"]
 
 

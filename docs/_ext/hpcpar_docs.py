@@ -117,7 +117,8 @@ class OptionsDirective(_Directive):
     has_content = False
 
     def run(self):
-        rows = [[f"``{name}``", _literal(typ), _literal(default), f"``HPCPAR_{name.upper()}``", text]
+        rows = [[f"``{name}``", _literal(typ), _literal(default),
+                 f"``HPCPAR_{name.upper()}``", text]
                 for name, typ, default, text in option_rows()]
         return self.parse_rst(_list_table(["option", "type", "default", "environment", "meaning"],
                                           rows, widths="14 12 8 20 46"))
@@ -246,11 +247,13 @@ def state_rows(target: str) -> tuple[list[str], list[tuple[list, str, str]]]:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
             if not tok.line[:tok.start[1]].strip():
                 full_line.add(tok.start[0])
-    cls = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == clsname)
+    cls = next(n for n in ast.walk(ast.parse(source))
+               if isinstance(n, ast.ClassDef) and n.name == clsname)
     node = None
     for stmt in cls.body:
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-        if any(isinstance(t, ast.Name) and t.id == attr for t in targets) and isinstance(stmt.value, ast.Dict):
+        named = any(isinstance(t, ast.Name) and t.id == attr for t in targets)
+        if named and isinstance(stmt.value, ast.Dict):
             node = stmt
     if node is None:
         raise ExtensionError(f"{target}: no dict literal assigned to {attr} in {clsname}")
@@ -274,7 +277,8 @@ def state_rows(target: str) -> tuple[list[str], list[tuple[list, str, str]]]:
         keys = by_line[lineno]
         states = {table[k].name for k in keys}
         if len(states) != 1:
-            raise ExtensionError(f"{target}: line {lineno} maps its keys to several states {states}")
+            raise ExtensionError(f"{target}: line {lineno} maps its keys to several states "
+                                 f"{states}")
         note = comments.get(lineno) if lineno not in full_line else None
         rows.append((keys, states.pop(), note if note is not None else group))
     return lead, rows
@@ -287,9 +291,10 @@ class StatesDirective(_Directive):
     def run(self):
         lead, rows = state_rows(self.arguments[0])
         header = self.options.get("header", "native state")
-        table = _list_table([header, ":class:`~hpcpar.JobState`", "meaning (from the source's comments)"],
-                            [[", ".join(_literal(str(k)) for k in keys), f"``{state}``", _escape(note)]
-                             for keys, state, note in rows], widths="25 20 55")
+        rows = [[", ".join(_literal(str(k)) for k in keys), f"``{state}``", _escape(note)]
+                for keys, state, note in rows]
+        table = _list_table([header, ":class:`~hpcpar.JobState`",
+                             "meaning (from the source's comments)"], rows, widths="25 20 55")
         intro = []
         if lead:
             intro = ["Source: " + _escape(" ".join(lead)), ""]
