@@ -27,17 +27,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-import cloudpickle
-
 from . import backends, config
 from .backends.base import RunHandle, RunRequest, cancel_future
 from .errors import ConfigError, RemoteTraceback, SerializationError
 from .rundir import ChunkResult
+from .serialize import dumps
 
 
 def _dumps(obj: Any, what: str) -> bytes:
     try:
-        return cloudpickle.dumps(obj)
+        return dumps(obj)
     except Exception as exc:
         text = repr(obj)
         if len(text) > 200:
@@ -47,7 +46,7 @@ def _dumps(obj: Any, what: str) -> bytes:
 
 def _dumps_tasks(tasks: list, first_index: int) -> bytes:
     try:
-        return cloudpickle.dumps(tasks)
+        return dumps(tasks)
     except Exception:
         for offset, (args, kwargs) in enumerate(tasks):     # name the culprit
             for pos, arg in enumerate(args):

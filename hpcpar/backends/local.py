@@ -62,7 +62,11 @@ class LocalBackend(Backend):
         with self._lock:
             if self._pool is None or self._pool is broken:
                 if broken is not None:
-                    broken.shutdown(wait=False, cancel_futures=True)
+                    # Not here: this runs in the broken pool's done callbacks, which Python
+                    # 3.12+ calls while holding the pool's shutdown lock, which shutdown()
+                    # takes too (a deadlock). A thread reaps it once the lock is free.
+                    threading.Thread(target=broken.shutdown, kwargs={"cancel_futures": True},
+                                     name="hpcpar-reap-broken-pool", daemon=True).start()
                 # fork, not spawn/forkserver: those re-import __main__ in every worker, which
                 # re-runs a user's script that lacks a main guard (and fails for stdin or a
                 # notebook). Functions travel by value through cloudpickle, so nothing from
