@@ -1,5 +1,6 @@
 """The documentation: every public name is in the API reference, every option is documented
-where it is defined, and the Sphinx build passes with warnings as errors (``scripts/docs``).
+where it is defined, the Sphinx build passes with warnings as errors (``scripts/docs``), and
+the recipe in docs/big-data.rst runs as written on ``local`` and on the real SLURM.
 
 The builds run on a copy of ``docs/`` in a temporary folder, so nothing is written into the
 checkout (autosummary generates pages next to its sources).
@@ -10,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tokenize
 from pathlib import Path
+
+import pytest
 
 import hpcpar
 from hpcpar.config import Options
@@ -112,3 +116,51 @@ def test_docs_build_fails_on_a_broken_reference(tmp_path):
     proc = sphinx_build(tmp_path, "Extra\n=====\n\nSee :class:`hpcpar.NoSuchThing`.\n")
     assert proc.returncode != 0
     assert "hpcpar.NoSuchThing" in proc.stdout + proc.stderr
+
+
+# -- the recipe in docs/big-data.rst runs as written ---------------------------------------------
+def big_data_recipe(tmp_path: Path, backend: str, options: dict) -> dict:
+    """Run big-data.rst's code block with a small array, a temporary path and ``backend``;
+    return what it computed and how often each process loaded the file."""
+    rst = (DOCS / "big-data.rst").read_text()
+    block = rst.split(".. code-block:: python\n\n", 1)[1].split("\nOn a 2-CPU", 1)[0]
+    code = "\n".join(line[3:] for line in block.splitlines())
+    replacements = {
+        '"/shared/me/X.npy"': repr(str(tmp_path / "X.npy")),
+        "size=(100_000, 200)": "size=(1_000, 200)",
+        'hpcpar.Executor("slurm", mem="2GB")': f"hpcpar.Executor({backend!r}, **{options!r})",
+        "    if path not in _cache:\n":
+            "    if path not in _cache:\n"
+            f"        open({str(tmp_path / 'loads')!r}, 'a').write(f'{{os.getpid()}}\\n')\n",
+    }
+    for old, new in replacements.items():
+        assert old in code, f"docs/big-data.rst no longer has {old!r}; update this test"
+        code = code.replace(old, new)
+    code = "import json, os\n" + code + (
+        "\n    print(json.dumps({'ok': bool(np.allclose(means, X.mean(axis=0))),"
+        " 'run_id': ex.run_ids[-1]}))\n")
+    script = tmp_path / "recipe.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], check=False, capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["loads"] = (tmp_path / "loads").read_text().split()
+    return out
+
+
+def test_big_data_recipe_on_local_loads_once_per_worker_process(tmp_path):
+    out = big_data_recipe(tmp_path, "local", {"max_workers": 2})
+    assert out["ok"]
+    assert 1 <= len(out["loads"]) <= 2
+    assert len(set(out["loads"])) == len(out["loads"])      # never twice in one process
+
+
+@pytest.mark.slurm
+def test_big_data_recipe_on_slurm_loads_once_per_array_task(slurm, tmp_path, runs_dir):
+    out = big_data_recipe(tmp_path, "slurm", {"mem": "500MB", "walltime": "5min",
+                                              "runs_dir": str(runs_dir)})
+    assert out["ok"]
+    meta = json.loads((runs_dir / out["run_id"] / "run.json").read_text())
+    assert meta["n_chunks"] > 1
+    assert len(out["loads"]) == meta["n_chunks"]
