@@ -28,6 +28,7 @@ extensions = [
 exclude_patterns = ["_build", "**/_*.rst"]      # _*.rst are fragments pulled in by ``include``
 templates_path = ["_templates"]
 html_theme = "alabaster"
+html_theme_options = {"page_width": "1200px", "body_max_width": "none"}  # room for the tables
 html_static_path: list[str] = []
 html_show_sourcelink = False
 

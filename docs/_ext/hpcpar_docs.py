@@ -117,11 +117,11 @@ class OptionsDirective(_Directive):
     has_content = False
 
     def run(self):
-        rows = [[f"``{name}``", _literal(typ), _literal(default),
-                 f"``HPCPAR_{name.upper()}``", text]
+        rows = [[f"``{name}``\n\n``HPCPAR_{name.upper()}``",
+                 f"{_literal(typ)}\n\n{_literal(default)}", text]
                 for name, typ, default, text in option_rows()]
-        return self.parse_rst(_list_table(["option", "type", "default", "environment", "meaning"],
-                                          rows, widths="14 12 8 20 46"))
+        return self.parse_rst(_list_table(["option, environment", "type, default", "meaning"],
+                                          rows, widths="28 14 58"))
 
 
 # -- resources ---------------------------------------------------------------------------------
