@@ -38,31 +38,73 @@ DEFAULT_BACKEND = "local"
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Executor options that are not resources (see :class:`hpcpar.Executor` for each).
+    """Executor options that are not resources, each documented where it is defined below.
 
-    Units are in the names: seconds (``_s``).
+    Every option is also read from ``HPCPAR_<NAME>`` and from a profile. Units are in the
+    names: seconds (``_s``).
     """
 
+    #: Local backend: worker processes (default: the CPUs this process may use,
+    #: ``os.sched_getaffinity``). Ignored by batch backends.
     max_workers: int | None = None
+    #: Tasks per chunk; one chunk is one array task (default: about ``chunks_per_slot``
+    #: chunks per slot, see below). ``map(..., chunksize=)`` overrides it for one call.
     chunksize: int | None = None
+    #: Without ``chunksize``: chunks per slot the backend offers (default 4). Slots are
+    #: ``max_workers`` locally; on a batch queue, its CPUs divided by ``cpus_per_task`` (8 if the
+    #: queue cannot be read), at most ``max_running`` and at most 250.
     chunks_per_slot: int = 4
+    #: Batch backends: folder for run folders (default ``$HPCPAR_RUNS_DIR``, else
+    #: ``platformdirs.user_data_dir("hpcpar")/runs``). Must be on a filesystem the compute
+    #: nodes share.
     runs_dir: str | None = None
+    #: A folder of job-script templates searched before the shipped ones.
     template_dir: str | None = None
+    #: Job name shown by the scheduler (default: the function's ``__name__``; ``"hpcpar"`` for
+    #: ``hpcpar script``/``submit`` and ``job_script()``). Also the prefix of the run id.
     job_name: str | None = None
+    #: Resubmissions of an array task that ended without results (default 2); locally,
+    #: reruns of a chunk whose worker process died. A task whose own code raised is not retried.
     max_retries: int = 2
+    #: Array tasks allowed to run at once (default: no limit): ``%N`` in SLURM's
+    #: ``--array``, PBS's ``-J``/``-t`` and LSF's ``-J``; ``-tc N`` on Grid Engine.
     max_running: int | None = None
+    #: A tqdm progress bar for ``map``/``map_reduce`` (default: only when stderr is a terminal).
     progress: bool | None = None
+    #: Leave jobs running when the ``with`` block raises or the driver gets SIGINT/SIGTERM,
+    #: for a later :func:`hpcpar.attach` (default False).
     detach: bool = False
+    #: Seconds between the watcher's status calls at first and after any change (default 1).
     poll_interval_s: float = 1.0
+    #: The watcher backs off (x1.5 per quiet poll) up to this many seconds (default 30).
     max_poll_interval_s: float = 30.0
+    #: ``submit`` gathers calls made within this many seconds into one array (default:
+    #: 0 for ``local``, 0.2 for batch backends).
     submit_linger_s: float | None = None
+    #: Batch backends: ask for a walltime warning (SIGUSR2) this many seconds before the
+    #: walltime, at most half of it (default 60; 0 turns it off). Rendered as SLURM's
+    #: ``--signal=B:USR2@N``; Grid Engine (``-notify``) and LSF signal at the limit instead.
     signal_s: int = 60
+    #: Seconds between a worker's partial-result checkpoints (default 10).
     checkpoint_s: float = 10.0
+    #: Python interpreter the job runs the worker with (default: this one, ``sys.executable``);
+    #: it must exist on the compute nodes and have hpcpar installed.
     python: str | None = None
+    #: Folder the job ``cd``\ s into before the setup lines (default: the driver's working
+    #: folder for runs; none for ``job_script()``).
     workdir: str | None = None
+    #: Seconds each scheduler command (``sbatch``, ``squeue``, ``qsub``...) may take before it
+    #: counts as failed (default 60): a :class:`~hpcpar.SubmissionError` with ``returncode``
+    #: None.
     command_timeout_s: float = 60.0
+    #: PBS only: ``"pro"`` (PBS Professional/OpenPBS; aliases ``"pbspro"``, ``"openpbs"``) or
+    #: ``"torque"``. Default: detected once from ``qstat --version``.
     dialect: str | None = None
+    #: Grid Engine only: the parallel environment for ``-pe PE SLOTS`` when a task asks for more
+    #: than one slot (default ``"smp"``).
     pe: str | None = None
+    #: LSF only: the site's ``LSF_UNIT_FOR_LIMITS`` (``lsf.conf``), the unit of ``-M`` and
+    #: ``rusage[mem=]``: ``KB``, ``MB``, ``GB``, ``TB``, ``PB`` or ``EB`` (default ``MB``).
     mem_unit: str | None = None
 
     def __post_init__(self) -> None:

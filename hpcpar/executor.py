@@ -141,6 +141,9 @@ class Executor(concurrent.futures.Executor):
         A folder of job-script templates searched before the shipped ones.
     python : str, optional
         Python interpreter on the compute nodes (default: this one, ``sys.executable``).
+    chunks_per_slot, workdir, command_timeout_s, dialect, pe, mem_unit
+        Further options (``dialect`` for PBS, ``pe`` for Grid Engine, ``mem_unit`` for LSF);
+        :class:`hpcpar.config.Options` documents every option.
 
     Raises
     ------
