@@ -232,4 +232,4 @@ def _dialect(dialect: str | None) -> str:
 
 def _cluster_traits(ipp) -> set[str]:
     return set(ipp.Cluster.class_trait_names(config=True)) | {
-        "profile_dir", "cluster_id", "log_level", "shutdown_atexit", "controller"}
+        "profile_dir", "cluster_id", "log_level", "shutdown_atexit", "controller", "config", "parent"}
