@@ -126,7 +126,7 @@ def test_dask_precedence_kwargs_over_env_over_profile(profile, monkeypatch):
 
 def test_dask_qos_gpus_workdir_python_and_torque(profile, monkeypatch):
     _, kw = hpcpar.dask.cluster_kwargs(profile, qos="high", gpus=1, workdir="/scratch/my run",
-                                          python="/opt/py/bin/python3")
+                                       python="/opt/py/bin/python3")
     assert kw["job_extra_directives"] == ["--qos=high", "--gpus-per-task=1", "--constraint=avx2"]
     assert kw["job_script_prologue"][0] == "cd '/scratch/my run' || exit 1"
     assert kw["python"] == "/opt/py/bin/python3"
