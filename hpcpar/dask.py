@@ -14,7 +14,8 @@ mem                 ``memory`` (the workers' limit) and the job's request in hpc
                     SLURM ``job_mem`` ``--mem=<MiB>M``; PBS ``resource_spec`` ``mem=<MiB>mb``;
                     LSF ``-M`` in ``mem_unit`` (``lsf_units``) plus ``-R rusage[mem=]``;
                     SGE ``-l h_vmem=`` per slot
-walltime            ``walltime``: ``HH:MM:SS`` (LSF ``H:MM``, minutes rounded up)
+walltime            ``walltime``: ``HH:MM:SS`` (LSF ``H:MM``, minutes rounded up); unset:
+                    dask-jobqueue's default (``jobqueue.<scheduler>.walltime``, 30 min)
 queue, account      ``queue``; ``account`` (SLURM, PBS), ``project`` (LSF ``-P``), ``-A`` (SGE)
 qos                 SLURM ``--qos=`` (PBS, LSF, SGE have none: a warning, as hpcpar's backends)
 gpus                SLURM ``--gpus-per-task``, PBS ``ngpus``/``gpus``, LSF ``-gpu``, SGE ``-l gpu``
