@@ -34,8 +34,10 @@ from . import config
 from .errors import ConfigError
 from .resources import Resources
 
-#: Values these libraries write into job scripts without quoting must be plain tokens.
-_PLAIN = re.compile(r"[A-Za-z0-9_.@%+,:=/-]+")
+#: Values these libraries write into job scripts without quoting must be plain tokens; a job
+#: name also becomes part of log file names, so it holds no "/".
+_PLAIN = re.compile(r"[A-Za-z0-9_.@+,:=/-]+")
+_NAME = re.compile(r"[A-Za-z0-9_.@+,:=-]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +151,14 @@ def plain(field: str, value: str, library: str) -> str:
     Raises
     ------
     ConfigError
-        When ``value`` holds a space, a quote or another shell or directive metacharacter.
+        When ``value`` holds a space, a quote or another shell or directive metacharacter
+        (for ``job_name``, also a ``/``).
     """
-    if not _PLAIN.fullmatch(value):
+    name = field == "job_name"
+    if not (_NAME if name else _PLAIN).fullmatch(value):
+        allowed = "_ . @ + , : = -" if name else "_ . @ + , : = / -"
         raise ConfigError(f"{field}={value!r}: {library} writes it into the job script without "
-                          "quoting, so it may only hold letters, digits and _ . @ % + , : = / -")
+                          f"quoting, so it may only hold letters, digits and {allowed}")
     return value
 
 

@@ -149,6 +149,7 @@ def test_dask_library_options_pass_through(profile):
     ({"max_retries": 3}, r"max_retries= has no meaning for dask-jobqueue"),
     ({"nodes": 2}, r"nodes=2: dask-jobqueue jobs run on one node"),
     ({"queue": "debug; rm -rf ~"}, r"queue=.*without quoting"),
+    ({"job_name": "../evil"}, r"job_name=.*without quoting"),
     ({"backend": "ec2"}, r"unknown backend 'ec2'"),
     ({"mem": "lots"}, r"mem='lots' is not a memory amount"),
     ({"mem_unit": "XB", "backend": "lsf"}, r"mem_unit='XB'"),
