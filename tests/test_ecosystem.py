@@ -249,8 +249,9 @@ def test_ipyparallel_does_not_touch_a_shared_config(profile, tmp_path):
     assert "SlurmEngineSetLauncher" not in shared
 
 
-def test_ipyparallel_local_engines(profile):
-    cluster = hpcpar.ipyparallel.cluster(profile, backend="local", n=2)
+def test_ipyparallel_local_engines(profile, tmp_path):
+    cluster = hpcpar.ipyparallel.cluster(profile, backend="local", n=2,
+                                         profile_dir=str(tmp_path / "ipython"))
     assert cluster.n == 2 and cluster.engine_launcher_class.__name__ == "LocalEngineSetLauncher"
 
 
