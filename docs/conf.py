@@ -62,4 +62,6 @@ nitpicky = True
 nitpick_ignore_regex = [
     # the standard library modules the pages and docstrings link to today; add others here
     (r"py:.*", r"(concurrent\.futures|functools)(\..*)?"),
+    # the libraries hpcpar.dask, hpcpar.ipyparallel and hpcpar.submitit build objects of
+    (r"py:.*", r"(distributed|dask|dask_jobqueue|ipyparallel|submitit|traitlets)(\..*)?"),
 ]
