@@ -21,6 +21,7 @@ from .errors import (
 from .resources import Resources, parse_mem, parse_walltime
 from .states import JobState
 from .executor import Executor
+from .backends.registry import register_scheduler
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "attach",
     "parse_mem",
     "parse_walltime",
+    "register_scheduler",
     "wait",
 ]
 

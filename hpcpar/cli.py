@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli_config import WALLTIME_HELP, describe, resolve_cli
-from .config import BACKENDS, Options
+from .config import Options
 from .errors import HpcparError
 from .resources import parse_walltime
 
@@ -183,20 +183,23 @@ def cmd_config(a) -> int:
 
 
 def _run_backend(meta: dict):
-    """A backend for a recorded run (status, logs, cancel need only its commands and parsers)."""
-    from .backends import backend_class
+    """A backend for a recorded run (status, logs, cancel need only its commands and parsers;
+    the options recorded in run.json pick the same dialect)."""
+    from .backends import create
     from .resources import Resources
 
-    return backend_class(meta["backend"])(Resources(), Options())
+    recorded = meta.get("options") or {}
+    scheduler_options = {k: recorded[k] for k in ("dialect", "pe", "mem_unit") if recorded.get(k)}
+    return create(meta["backend"], Resources(), Options(**scheduler_options))
 
 
 def cmd_backends(a) -> int:
     import shutil
 
-    from .backends import create
+    from .backends import backend_names, create
     from .resources import Resources
 
-    for name in BACKENDS:
+    for name in backend_names():
         backend = create(name, Resources(), Options())
         spec = getattr(backend, "spec", None)        # batch backends; for pbs, of the dialect found
         cmds = spec.commands if spec is not None else ()
@@ -261,11 +264,14 @@ def cmd_logs(a) -> int:
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
         return 1
+    from .backends.batch import recorded_tasks
+
     spec = _run_backend(meta).spec
+    tasks = recorded_tasks(meta)
     shown = 0
-    for sub in subs:
-        for i in sub["indices"] if a.task is None else [a.task]:
-            stem = spec.log_stem(spec.task_id(sub["job_id"], i - sub.get("offset", 0) + spec.array_index_base))
+    for i in sorted(tasks) if a.task is None else [a.task]:
+        for task_id, _ in tasks[i]:
+            stem = spec.log_stem(task_id)
             for ext in ("out", "err"):
                 path = rd.logs_dir / f"{stem}.{ext}"
                 if path.is_file():
@@ -323,6 +329,8 @@ def cmd_clean(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import backend_names
+
     p = argparse.ArgumentParser(
         prog="hpcpar", description="Print, submit and follow cluster jobs; see also the Python API "
         "(hpcpar.Executor).", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -335,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("submit", cmd_submit, "submit a command, or one array task per line of a file")):
         s = sub.add_parser(name, help=text, description=text,
                            epilog=f"put the command after `--`: hpcpar {name} slurm -c 2 -- python train.py --lr 0.1")
-        s.add_argument("backend", choices=BACKENDS, nargs="?", help=BACKEND_HELP)
+        s.add_argument("backend", choices=backend_names(), nargs="?", help=BACKEND_HELP)
         _resource_args(s)
         _print_command_arg(s, "on stderr (stdout stays the script)" if name == "script"
                            else "before submitting")
@@ -343,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     text = "print the resolved options and where each came from (nothing is submitted)"
     s = sub.add_parser("config", help=text, description=text + ": command line, HPCPAR_* "
                        "environment variables, a profile in the config file, or the default")
-    s.add_argument("backend", choices=BACKENDS, nargs="?", help=BACKEND_HELP)
+    s.add_argument("backend", choices=backend_names(), nargs="?", help=BACKEND_HELP)
     _resource_args(s)
     s.set_defaults(fn=cmd_config)
 

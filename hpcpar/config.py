@@ -198,10 +198,15 @@ def check_names(values: dict, where: str, extra: tuple[str, ...] = ()) -> None:
 
 
 def check_backend(name: str) -> str:
-    if name not in BACKENDS:
-        close = difflib.get_close_matches(name, BACKENDS, n=1)
+    """``name`` if it is ``local``, a shipped scheduler or one added with
+    :func:`hpcpar.register_scheduler`; else ConfigError listing the valid names."""
+    from .backends.registry import backend_names
+
+    valid = backend_names()
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown backend {name!r}{hint}; valid backends: {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {name!r}{hint}; valid backends: {', '.join(valid)}")
     return name
 
 

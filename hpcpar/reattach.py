@@ -21,8 +21,8 @@ import pickle
 from concurrent.futures import Future
 from typing import Any
 
-from .backends import backend_class
-from .backends.batch import BatchBackend
+from .backends import create
+from .backends.batch import BatchBackend, recorded_tasks
 from .watcher import BatchRun, ChunkState
 from .config import Options
 from .errors import ConfigError
@@ -125,19 +125,17 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **
     res = dict(meta.get("resources", {}))
     res["extra_directives"] = tuple(res.get("extra_directives", ()))
     res["setup"] = tuple(res.get("setup", ()))
-    cls = backend_class(meta["backend"])
-    if not issubclass(cls, BatchBackend):
-        raise ConfigError(f"run {rd.run_id} used the {meta['backend']!r} backend, which keeps nothing on disk")
-    backend = cls(Resources(**res), Options(**recorded))
+    if meta.get("backend") == "local":
+        raise ConfigError(f"run {rd.run_id} used the 'local' backend, which keeps nothing on disk")
+    backend = create(meta["backend"], Resources(**res), Options(**recorded))
     sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
     chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
-    for sub in meta.get("submissions", []):
-        for i in sub["indices"]:
-            c = chunks[i]
-            c.job_id = sub["job_id"]
-            c.task_id = backend.spec.task_id(sub["job_id"], i - sub.get("offset", 0) + backend.spec.array_index_base)
-            c.attempts += 1
-            c.retries += sub.get("reason") == "retry"
+    for i, tasks in recorded_tasks(meta).items():
+        c = chunks[i]
+        c.task_id = tasks[-1][0]
+        c.job_id = backend.spec.job_id_of(c.task_id)
+        c.attempts = len(tasks)
+        c.retries = sum(reason == "retry" for _, reason in tasks)
     batch_run = BatchRun(rd, chunks, meta)
     batch_run.meta.setdefault("submissions", [])
     backend.watch(batch_run)

@@ -9,8 +9,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from torque_shim import TorqueSlurmShimSpec
 
-from hpcpar.backends.pbs import PbsProSpec, TorqueSlurmShimSpec, TorqueSpec, detect_dialect
+from hpcpar.backends.pbs import PbsProSpec, PbsSpec, TorqueSpec, detect_dialect
+from hpcpar.backends.spec import Submission
+from hpcpar.config import Options
+from hpcpar.errors import ConfigError
 from hpcpar.states import JobState as S
 
 DATA = Path(__file__).parent / "data"
@@ -44,6 +48,30 @@ def test_parse_job_id_all_forms():
     assert pro.task_id("1235[].pbsserver", 4) == "1235[4].pbsserver"
     assert pro.task_id("1234.pbsserver", 0) == "1234.pbsserver"
     assert shim.task_id("747", 3) == "747_3"
+
+
+def test_parse_submit_gives_every_chunk_its_task_id():
+    array = Submission(("qsub", "-J", "0-2"), (0, 1, 2))
+    assert pro.parse_submit(read("pbspro/qsub_array.stdout"), array) == {
+        0: "1235[0].pbsserver", 1: "1235[1].pbsserver", 2: "1235[2].pbsserver"}
+    plain = Submission(("qsub", "-v", "HPCPAR_ARRAY_INDEX=6"), (6,))
+    assert pro.parse_submit(read("pbspro/qsub_plain.stdout"), plain) == {6: "1234.pbsserver"}
+    assert pro.job_id_of("1235[2].pbsserver") == "1235[].pbsserver"
+    assert pro.job_id_of("1234.pbsserver") == "1234.pbsserver"
+    assert torque.job_id_of("747[3].torque") == "747[].torque" and shim.job_id_of("747_3") == "747"
+
+
+def test_one_pbs_spec_narrows_to_its_dialect_without_running_anything():
+    spec = PbsSpec()
+    assert spec.detect_argv(Options(dialect="pro")) is None          # no qstat for a dry run
+    assert spec.detect_argv(Options()) == ["qstat", "--version"]
+    assert type(spec.variant(Options(dialect="openpbs"), None)) is PbsProSpec
+    assert type(spec.variant(Options(dialect="torque"), None)) is TorqueSpec
+    assert type(spec.variant(Options(), None)) is PbsProSpec          # no qstat on PATH
+    assert type(spec.variant(Options(), ("Version: 6.1.3\n", 0))) is TorqueSpec
+    assert spec.variant(Options(dialect="torque"), None).template_context(None, None) == {"dialect": "torque"}
+    with pytest.raises(ConfigError, match="dialect='slurm' is not a valid PBS dialect"):
+        spec.check_options(Options(dialect="slurm"))
 
 
 def test_submissions_per_dialect():

@@ -13,10 +13,12 @@ import sys
 import time
 
 import pytest
+import torque_shim
 from conftest import need, slurm_ready
+from torque_shim import TorqueSlurmShimSpec
 
 import hpcpar
-from hpcpar.backends.pbs import PbsBackend, TorqueSlurmShimSpec
+from hpcpar.backends import create
 
 pytestmark = pytest.mark.torque
 
@@ -27,7 +29,9 @@ def torque():
     if ok and shutil.which("qsub") is None:
         ok, why = False, "no qsub on PATH (apt-get install slurm-wlm-torque)"
     need("torque", ok, why)
-    return True
+    torque_shim.register()                  # a test scheduler, as a plugin would add one
+    yield True
+    torque_shim.unregister()
 
 
 def cube(x):
@@ -43,17 +47,25 @@ def test_map_of_20_tasks(torque, runs_dir):
     assert len([n for n in logs if n.endswith(".out")]) == 10      # one log per array task (10 chunks)
 
 
-def test_dialect_is_detected_as_the_shim(torque):
+def test_dialect_is_detected_as_the_shim(torque, caplog):
     from hpcpar.config import resolve
 
-    backend = PbsBackend(*resolve("pbs", None, {})[1:])
-    assert backend.dialect == "torque" and isinstance(backend.spec, TorqueSlurmShimSpec)
+    backend = create(*resolve("pbs", None, {}))
+    assert isinstance(backend.spec, TorqueSlurmShimSpec) and backend.spec.dialect == "torque"
     assert backend.array_index_var == "PBS_ARRAYID"
+    torque_shim.unregister()                # the shipped spec finds Torque, and says it cannot follow it
+    try:
+        backend = create(*resolve("pbs", None, {}))
+        assert type(backend.spec).__name__ == "TorqueSpec"
+        assert "slurm-wlm-torque wrapper" in caplog.text
+    finally:
+        torque_shim.register()
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hpcpar", *args], check=False, capture_output=True, text=True,
-                          timeout=120, env=env)
+    """``hpcpar ARGS`` with the shim registered (tests/torque_shim.py runs the CLI's main)."""
+    return subprocess.run([sys.executable, torque_shim.__file__, *args], check=False, capture_output=True,
+                          text=True, timeout=120, env=env)
 
 
 def test_cli_script_and_submit(torque, runs_dir, tmp_path, monkeypatch):

@@ -4,37 +4,38 @@ The executor talks to a :class:`~hpcpar.backends.base.Backend` through one metho
 ``start(RunRequest) -> RunHandle`` (a future per chunk). Two families implement it:
 
 * :mod:`.local` runs chunks in a process pool on this machine, in memory.
-* :mod:`.batch` writes a run folder and submits one job array through a scheduler *spec*
-  (data plus pure parsers: :mod:`.slurm`, :mod:`.pbs`, :mod:`.lsf`, :mod:`.sge`); a
+* :class:`~hpcpar.backends.batch.BatchBackend` writes a run folder and submits one job array
+  through a scheduler *spec* (data plus pure parsers: :mod:`.slurm`, :mod:`.pbs`, :mod:`.lsf`,
+  :mod:`.sge`, or one added with :func:`register_scheduler`); a
   :class:`~hpcpar.watcher.Watcher` thread polls all live jobs with one status call.
 
-Backends are imported lazily, by name.
+Specs are imported lazily, by name (:mod:`.registry`).
 """
 
 from __future__ import annotations
 
-import importlib
-
 from ..config import BACKENDS, check_backend
-
-_MODULES = {
-    "local": ("hpcpar.backends.local", "LocalBackend"),
-    "slurm": ("hpcpar.backends.slurm", "SlurmBackend"),
-    "pbs": ("hpcpar.backends.pbs", "PbsBackend"),
-    "lsf": ("hpcpar.backends.lsf", "LsfBackend"),
-    "sge": ("hpcpar.backends.sge", "SgeBackend"),
-}
-
-
-def backend_class(name: str):
-    """The Backend class registered under ``name``; ConfigError lists the valid names."""
-    check_backend(name)
-    module, cls = _MODULES[name]
-    return getattr(importlib.import_module(module), cls)
+from .registry import backend_names, get_scheduler, register_scheduler, scheduler_names
 
 
 def create(name: str, resources, options):
-    return backend_class(name)(resources, options)
+    """The backend ``name`` for these resources and options: a LocalBackend, or a
+    BatchBackend driving the scheduler spec registered under ``name``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown backend, or an option the scheduler refuses.
+    """
+    check_backend(name)
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(resources, options)
+    from .batch import BatchBackend
+
+    return BatchBackend(get_scheduler(name), resources, options)
 
 
-__all__ = ["BACKENDS", "backend_class", "create"]
+__all__ = ["BACKENDS", "backend_names", "create", "get_scheduler", "register_scheduler",
+           "scheduler_names"]

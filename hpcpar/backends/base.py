@@ -6,7 +6,6 @@ import abc
 import dataclasses
 import sys
 from concurrent.futures import Future
-from typing import ClassVar
 
 from .. import templates
 from ..config import Options
@@ -68,17 +67,22 @@ class RunHandle:
 
 
 class Backend(abc.ABC):
-    """How chunks run. Subclasses set ``name`` and implement :meth:`start` and :meth:`slots`."""
+    """How chunks run. Subclasses set ``name`` and implement :meth:`start` and :meth:`slots`.
 
-    name: ClassVar[str]
+    ``name``, ``template``, ``array_index_var``, ``array_index_base`` and ``on_warning`` are
+    class attributes of the local backend and instance attributes of a BatchBackend (copied
+    from its scheduler spec).
+    """
+
+    name: str
     #: seconds that ``Executor.submit`` waits to gather calls into one array
-    submit_linger_s: ClassVar[float] = 0.0
+    submit_linger_s: float = 0.0
     #: the job-script template for ``job_script()``
-    template: ClassVar[str] = "local.sh.j2"
+    template: str = "local.sh.j2"
     #: environment variable holding the array task index inside a job
-    array_index_var: ClassVar[str] = "HPCPAR_ARRAY_INDEX"
+    array_index_var: str = "HPCPAR_ARRAY_INDEX"
     #: array index of chunk 0
-    array_index_base: ClassVar[int] = 0
+    array_index_base: int = 0
 
     def __init__(self, resources: Resources, options: Options):
         self.resources = resources
@@ -103,7 +107,7 @@ class Backend(abc.ABC):
         return self.options.python or sys.executable
 
     #: what the worker does on the walltime warning (see hpcpar.worker)
-    on_warning: ClassVar[str] = "stop"
+    on_warning: str = "stop"
 
     def worker_command(self, run_dir: str) -> list[str]:
         """``python -P -m hpcpar.worker RUN_DIR ...``; ``-P`` keeps the job's working folder from

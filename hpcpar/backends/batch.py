@@ -12,11 +12,11 @@ import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import ClassVar
 
 from .. import _signals, _subprocess, templates
 from ..config import default_runs_dir
@@ -26,7 +26,7 @@ from ..rundir import RunDir, atomic_write, driver_python_path
 from ..states import JobState
 from .base import Backend, RunHandle, RunRequest, cancel_future
 from ..watcher import BatchRun, ChunkState, Watcher
-from .spec import QueueInfo, SchedulerSpec, TaskStatus
+from .spec import QueueInfo, SchedulerSpec, Submission, TaskStatus
 
 log = logging.getLogger("hpcpar")
 
@@ -37,25 +37,59 @@ _UNSET = object()
 
 
 class BatchBackend(Backend):
-    """A batch scheduler driven by a :class:`~hpcpar.backends.spec.SchedulerSpec`."""
+    """A batch scheduler driven by a :class:`~hpcpar.backends.spec.SchedulerSpec`; never
+    subclassed (everything scheduler-specific is in the spec).
 
-    spec: ClassVar[SchedulerSpec]
+    Parameters
+    ----------
+    spec : SchedulerSpec
+        The scheduler. A spec with dialects (PBS) is narrowed to one here, from the options or
+        by running its :meth:`~hpcpar.backends.spec.SchedulerSpec.detect_argv` once.
+    resources : hpcpar.Resources
+    options : hpcpar.config.Options
+
+    Raises
+    ------
+    ConfigError
+        The spec refuses one of its options (e.g. an unknown PBS ``dialect``).
+    """
+
     submit_linger_s = 0.2
 
-    @property
-    def on_warning(self) -> str:  # type: ignore[override]
-        return self.spec.on_warning
-    #: seconds a job may be final without a visible results file before it counts as lost
-    #: (results written just before the job ended may take a moment to show over NFS)
-    lost_grace_s: float = 3.0
-
-    def __init__(self, resources, options):
+    def __init__(self, spec: SchedulerSpec, resources, options):
         super().__init__(resources, options)
+        spec.check_options(options)
+        self.spec = spec.variant(options, self._detect(spec, options))
+        self.name = spec.name
+        self.template = self.spec.template
+        self.array_index_var = self.spec.array_index_var
+        self.array_index_base = self.spec.array_index_base
+        self.on_warning = self.spec.on_warning
         self._lock = threading.RLock()
         self._probe: dict | None = None
         self._queue: QueueInfo | None | object = _UNSET
         self._slots: int | None = None
         self._watcher: Watcher | None = None
+
+    @staticmethod
+    def _detect(spec: SchedulerSpec, options) -> tuple[str, int] | None:
+        """Run the spec's detection command once, if it has one and it is on PATH."""
+        argv = spec.detect_argv(options)
+        if not argv or shutil.which(argv[0]) is None:
+            return None
+        try:
+            proc = subprocess.run(argv, check=False, capture_output=True, text=True,
+                                  timeout=min(10.0, options.command_timeout_s))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("%s: `%s` failed (%s)", spec.name, " ".join(argv), exc)
+            return None
+        return proc.stdout + proc.stderr, proc.returncode
+
+    @property
+    def lost_grace_s(self) -> float:
+        """Seconds a job may be final without a visible results file before it counts as lost
+        (the spec's :meth:`~hpcpar.backends.spec.SchedulerSpec.lost_grace_s`)."""
+        return self.spec.lost_grace_s(self.probe())
 
     # -- capabilities ------------------------------------------------------------------------
     def check(self) -> None:
@@ -138,6 +172,10 @@ class BatchBackend(Backend):
 
     def script_context(self, job_name, command, run_dir=None, log_dir=None, array_file=None,
                        workdir=None, **extra):
+        if self.resources.qos and not self.spec.supports_qos:
+            log.warning("%s: %s has no quality of service; qos=%r is not rendered",
+                        self.name, self.name.upper(), self.resources.qos)
+        extra = {**self.spec.template_context(self.resources, self.options), **extra}
         ctx = super().script_context(job_name, command, run_dir, log_dir, array_file, workdir, **extra)
         if command and command[:4] == self.worker_command("")[:4]:
             ctx["signal_s"] = self.signal_seconds()
@@ -225,28 +263,32 @@ class BatchBackend(Backend):
                                      probe.get("max_array_size"))
         done_jobs: list[str] = []
         for sub in subs:
+            proc = None
             try:
                 proc = self.run_cmd(sub.argv, input=sub.stdin)
-                job_id = self.spec.parse_job_id(proc.stdout)
+                task_ids = self.spec.parse_submit(proc.stdout, sub)
+                missing = sorted(set(sub.indices) - set(task_ids))
+                if missing:
+                    raise ValueError(f"no task id for chunk(s) {missing} in {proc.stdout!r}")
             except (SubmissionError, ValueError) as exc:
                 if done_jobs and reason == "initial":          # all or nothing
                     self.run_cmd(self.spec.cancel_argv(done_jobs), check=False)
                 if isinstance(exc, ValueError):
-                    raise SubmissionError(sub.argv, 0, str(exc)) from exc
+                    raise SubmissionError(sub.argv, 0, str(exc), proc.stdout if proc else "") from exc
                 raise
-            done_jobs.append(job_id)
+            record = submission_record(self.spec, sub, task_ids, reason)
+            done_jobs.extend(record["job_ids"])
             for i in sub.indices:
                 c = run.chunks[i]
-                c.job_id = job_id
-                c.task_id = self.spec.task_id(job_id, i - sub.offset + self.spec.array_index_base)
+                c.task_id = task_ids[i]
+                c.job_id = self.spec.job_id_of(c.task_id)
                 c.attempts += 1
                 c.retries += reason == "retry"
                 c.done_at_submit = c.partial.done if c.partial else 0
                 c.status, c.final_since = TaskStatus(JobState.PENDING), None
-            run.meta["submissions"].append({"job_id": job_id, "indices": list(sub.indices),
-                                            "offset": sub.offset, "reason": reason, "time": time.time()})
-            log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name, job_id,
-                     len(sub.indices), reason, run.rd.run_id)
+            run.meta["submissions"].append(record)
+            log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name,
+                     record["job_id"], len(sub.indices), reason, run.rd.run_id)
 
     def cancel_ids(self, ids: list[str]) -> None:
         """One cancel command for these job ids or array task ids; failures are logged."""
@@ -290,6 +332,37 @@ class BatchBackend(Backend):
         watcher.stop_when_idle()
         if wait:
             watcher.join()
+
+
+def submission_record(spec: SchedulerSpec, sub: Submission, task_ids: dict[int, str],
+                      reason: str) -> dict:
+    """What run.json keeps of one submission: its chunks and their task ids, in the same order
+    (``task_ids[k]`` is the task of chunk ``indices[k]``), the job id(s) and why it was made."""
+    tasks = [task_ids[i] for i in sub.indices]
+    job_ids = list(dict.fromkeys(spec.job_id_of(t) for t in tasks))
+    return {"job_id": job_ids[0] if job_ids else "", "job_ids": job_ids,
+            "indices": list(sub.indices), "task_ids": tasks, "offset": sub.offset,
+            "reason": reason, "time": time.time()}
+
+
+def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
+    """Chunk index -> ``(task id, reason)`` of each submission of it, oldest first, as
+    run.json recorded them at submission (the task ids are never recomputed).
+
+    Raises
+    ------
+    ConfigError
+        A submission without task ids (a run made by hpcpar 0.1 before they were recorded).
+    """
+    out: dict[int, list[tuple[str, str]]] = {}
+    for sub in meta.get("submissions", []):
+        tasks = sub.get("task_ids")
+        if tasks is None or len(tasks) != len(sub["indices"]):
+            raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "
+                              "was made by an older hpcpar: follow it with that version")
+        for i, task_id in zip(sub["indices"], tasks):
+            out.setdefault(i, []).append((task_id, sub.get("reason", "initial")))
+    return out
 
 
 class _BatchHandle(RunHandle):

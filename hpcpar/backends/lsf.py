@@ -32,11 +32,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..resources import ceil_div
 from ..states import JobState
-from .batch import BatchBackend
-from .spec import SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
+from .spec import SchedulerSpec, Submission, TaskStatus, check_choice, compress_ranges, range_text
 
 S = JobState
 log = logging.getLogger("hpcpar")
@@ -54,6 +52,9 @@ class LsfSpec(SchedulerSpec):
     array_index_var = "LSB_JOBINDEX"
     array_index_base = 1
     script_on_stdin = True
+    supports_qos = False
+    #: ``mem_unit``: the site's ``LSF_UNIT_FOR_LIMITS`` (default MB)
+    option_names = ("mem_unit",)
     BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason"
 
     # bjobs description -> JOB STATUS; "LSF terms and concepts / Job states".
@@ -105,6 +106,17 @@ class LsfSpec(SchedulerSpec):
         "TERM_ORPHAN_SYSTEM": S.CANCELLED,    # orphan job killed by the system
     }
 
+    # -- options and template ----------------------------------------------------------------
+    def check_options(self, options) -> None:
+        """``mem_unit`` must be an ``LSF_UNIT_FOR_LIMITS`` unit (lsf.conf)."""
+        check_choice("LSF", "mem_unit", options.mem_unit, MEM_UNITS)
+
+    def template_context(self, resources, options) -> dict:
+        """``mem_unit`` and the task's memory in it, rounded up (``-M``, ``rusage[mem=]``)."""
+        unit = (options.mem_unit or "MB").upper()
+        return {"mem_unit": unit,
+                "mem_in_unit": ceil_div(resources.mem, MEM_UNITS[unit]) if resources.mem else None}
+
     # -- submission --------------------------------------------------------------------------
     def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
         """Read ``script`` (LSF takes it on standard input) and build the submissions.
@@ -152,6 +164,10 @@ class LsfSpec(SchedulerSpec):
     def task_id(self, job_id: str, array_index: int) -> str:
         """``1234[3]``, the form bjobs and bkill take."""
         return f"{job_id}[{array_index}]"
+
+    def job_id_of(self, task_id: str) -> str:
+        """``1234[3]`` -> ``1234``."""
+        return task_id.split("[", 1)[0]
 
     def log_stem(self, task_id: str) -> str:
         """``1234[3]`` -> ``1234_3`` (the template's ``-o logs/%J_%I.out``)."""
@@ -218,38 +234,3 @@ def job_name_of(script_text: str) -> str:
             if words:
                 return re.sub(r"\[.*$", "", words[0]) or "hpcpar"
     return "hpcpar"
-
-
-class LsfBackend(BatchBackend):
-    """Job arrays on LSF (see :class:`LsfSpec`). Option ``mem_unit``: the site's
-    ``LSF_UNIT_FOR_LIMITS`` (default MB)."""
-
-    name = "lsf"
-    spec = LsfSpec()
-    template = LsfSpec.template
-    array_index_var = LsfSpec.array_index_var
-    array_index_base = LsfSpec.array_index_base
-
-    def __init__(self, resources, options):
-        super().__init__(resources, options)
-        unit = (options.mem_unit or "MB").upper()
-        if unit not in MEM_UNITS:
-            raise ConfigError(f"mem_unit={options.mem_unit!r} is not an LSF_UNIT_FOR_LIMITS unit; "
-                              f"use one of: {', '.join(MEM_UNITS)}")
-        self.mem_unit = unit
-
-    def probe(self) -> dict:
-        with self._lock:
-            if self._probe is None:       # no bparams call: MAX_JOB_ARRAY_SIZE default 1000
-                self._probe = {"max_array_size": DEFAULT_MAX_ARRAY_SIZE, "accounting": False}
-            return self._probe
-
-    def script_context(self, job_name, command, run_dir=None, log_dir=None, array_file=None,
-                       workdir=None, **extra):
-        res = self.resources
-        if res.qos:
-            log.warning("lsf: LSF has no quality of service; qos=%r is not rendered", res.qos)
-        return super().script_context(
-            job_name, command, run_dir, log_dir, array_file, workdir,
-            mem_unit=self.mem_unit,
-            mem_in_unit=ceil_div(res.mem, MEM_UNITS[self.mem_unit]) if res.mem else None, **extra)

@@ -27,7 +27,7 @@ job script ignores (``trap '' USR1``) so that Python's default action does not k
 
 qacct lag: a task leaves ``qstat`` before its record reaches the accounting file
 (``reporting_params accounting_flush_time``, default ``flush_time`` = 15 s). The backend waits
-that long plus a margin (:attr:`SgeBackend.lost_grace_s`, read from ``qconf -sconf``) before
+that long plus a margin (:meth:`SgeSpec.lost_grace_s`, read from ``qconf -sconf``) before
 it treats a task gone from qstat and without results as ended.
 """
 
@@ -41,7 +41,6 @@ from collections.abc import Mapping, Sequence
 from ..errors import ConfigError
 from ..resources import ceil_div
 from ..states import JobState
-from .batch import BatchBackend
 from .spec import SchedulerSpec, Submission, TaskStatus, compress_ranges
 
 S = JobState
@@ -85,6 +84,28 @@ class SgeSpec(SchedulerSpec):
     commands = ("qsub", "qstat", "qdel", "qacct")     # qacct: final states
     array_index_var = "SGE_TASK_ID"
     array_index_base = 1
+    supports_qos = False
+    #: ``pe``: the parallel environment for ``-pe <pe> <slots>`` (default ``smp``;
+    #: ``allocation_rule $pe_slots`` keeps the slots on one host)
+    option_names = ("pe",)
+
+    # -- options and template ----------------------------------------------------------------
+    def check_options(self, options) -> None:
+        """``pe`` must be a parallel environment name (``sge_pe(5)``: letters, digits, ``_.-``)."""
+        if options.pe is not None and not re.fullmatch(r"[\w.-]+", options.pe):
+            raise ConfigError(f"pe={options.pe!r} is not a parallel environment name")
+
+    def template_context(self, resources, options) -> dict:
+        """``pe``, ``slots`` (cpus_per_task x nodes) and ``mem_per_slot``: ``h_vmem`` is per
+        slot (see the module docstring), so the task's memory / slots, rounded up."""
+        slots = resources.cpus_per_task * max(1, resources.nodes)
+        return {"pe": options.pe or "smp", "slots": slots,
+                "mem_per_slot": ceil_div(resources.mem, slots) if resources.mem else None}
+
+    def lost_grace_s(self, probe) -> float:
+        """Seconds a task may be gone from qstat without results before it counts as ended:
+        the accounting flush time (``qconf -sconf``) plus a margin, so qacct knows it by then."""
+        return float(probe.get("accounting_flush_s", DEFAULT_FLUSH_S)) + QACCT_MARGIN_S
 
     # sge_status(5), table "Job state" (the same letters as qstat(1), OUTPUT FORMATS):
     # d(eletion) E(rror) h(old) q(ueued) r(unning) R(estarted) s/S/T (suspended by the
@@ -183,6 +204,10 @@ class SgeSpec(SchedulerSpec):
     def task_id(self, job_id: str, array_index: int) -> str:
         """``JOB.TASK``, the form ``qdel(1)`` accepts (``qdel 7.2`` deletes task 2 of job 7)."""
         return f"{job_id}.{array_index}"
+
+    def job_id_of(self, task_id: str) -> str:
+        """``7.2`` -> ``7``."""
+        return task_id.split(".", 1)[0]
 
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
@@ -338,41 +363,3 @@ class SgeSpec(SchedulerSpec):
             if row.get("TOTAL", "").isdigit():
                 total += int(row["TOTAL"])
         return max(1, total // max(1, cpus_per_task)) if total else None
-
-
-class SgeBackend(BatchBackend):
-    """Job arrays on Grid Engine (see :class:`SgeSpec`).
-
-    Options: ``pe`` names the parallel environment for ``-pe <pe> <cpus_per_task>`` (default
-    ``smp``; ``allocation_rule $pe_slots`` keeps the slots on one host).
-    """
-
-    name = "sge"
-    spec = SgeSpec()
-    template = SgeSpec.template
-    array_index_var = SgeSpec.array_index_var
-    array_index_base = SgeSpec.array_index_base
-
-    @property
-    def lost_grace_s(self) -> float:  # type: ignore[override]
-        """Seconds a task may be gone from qstat without results before it counts as ended:
-        the accounting flush time (``qconf -sconf``) plus a margin, so qacct knows it by then."""
-        return float(self.probe().get("accounting_flush_s", DEFAULT_FLUSH_S)) + QACCT_MARGIN_S
-
-    def script_context(self, job_name, command, run_dir=None, log_dir=None, array_file=None,
-                       workdir=None, **extra):
-        res = self.resources
-        slots = res.cpus_per_task * max(1, res.nodes)
-        if res.qos:
-            log.warning("sge: Grid Engine has no quality of service; qos=%r is not rendered", res.qos)
-        pe = self.options.pe or "smp"
-        return super().script_context(
-            job_name, command, run_dir, log_dir, array_file, workdir,
-            pe=pe, slots=slots,
-            # h_vmem is per slot (see the module docstring): per-task memory / slots, rounded up
-            mem_per_slot=ceil_div(res.mem, slots) if res.mem else None, **extra)
-
-    def check(self) -> None:
-        super().check()
-        if self.options.pe is not None and not re.fullmatch(r"[\w.-]+", self.options.pe):
-            raise ConfigError(f"pe={self.options.pe!r} is not a parallel environment name")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from ..states import JobState
-from .batch import BatchBackend
 from ..resources import parse_walltime
+from ..states import JobState
 from .spec import QueueInfo, SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
 
 S = JobState
@@ -97,6 +96,10 @@ class SlurmSpec(SchedulerSpec):
 
     def task_id(self, job_id: str, array_index: int) -> str:
         return f"{job_id}_{array_index}"
+
+    def job_id_of(self, task_id: str) -> str:
+        """``1234_7`` -> ``1234`` (squeue(1) ``--jobs`` takes the array job id)."""
+        return task_id.split("_", 1)[0]
 
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["squeue", "--noheader", "--array", "--states=all",
@@ -214,13 +217,3 @@ def _expand_task_ids(job: str) -> list[str]:
         elif part.strip().isdigit():
             out.append(f"{base}_{part.strip()}")
     return out
-
-
-class SlurmBackend(BatchBackend):
-    """Job arrays on SLURM (see :class:`SlurmSpec`)."""
-
-    name = "slurm"
-    spec = SlurmSpec()
-    template = SlurmSpec.template
-    array_index_var = SlurmSpec.array_index_var
-    array_index_base = SlurmSpec.array_index_base
