@@ -69,8 +69,12 @@ def _hmm(seconds: int) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def environment(template_dir: str | None = None) -> jinja2.Environment:
+def environment(template_dir: str | None = None, spec_dir: str | None = None) -> jinja2.Environment:
+    """Templates from ``template_dir`` (the user's), then ``spec_dir`` (a registered
+    scheduler's own folder), then the shipped ones."""
     search = [shipped_template_dir()]
+    if spec_dir:
+        search.insert(0, Path(spec_dir))
     if template_dir:
         user = Path(template_dir).expanduser()
         if not user.is_dir():
@@ -89,15 +93,17 @@ def environment(template_dir: str | None = None) -> jinja2.Environment:
     return env
 
 
-def render(name: str, context: dict[str, Any], template_dir: str | os.PathLike | None = None) -> str:
-    """Render template ``name`` (e.g. ``"slurm.sh.j2"``) with ``context``.
+def render(name: str, context: dict[str, Any], template_dir: str | os.PathLike | None = None,
+           spec_dir: str | os.PathLike | None = None) -> str:
+    """Render template ``name`` (e.g. ``"slurm.sh.j2"``) with ``context``; ``template_dir``
+    and ``spec_dir`` are searched first (see :func:`environment`).
 
     Raises
     ------
     ConfigError
         If the template is missing, a variable it uses is undefined, or a value is refused.
     """
-    env = environment(str(template_dir) if template_dir else None)
+    env = environment(str(template_dir) if template_dir else None, str(spec_dir) if spec_dir else None)
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:

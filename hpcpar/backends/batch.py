@@ -181,6 +181,10 @@ class BatchBackend(Backend):
             ctx["signal_s"] = self.signal_seconds()
         return ctx
 
+    def render_script(self, context: dict) -> str:
+        return templates.render(self.template, context, self.options.template_dir,
+                                self.spec.template_dir)
+
     def planned_submissions(self, n_tasks: int, job_name: str, script: str = "job.sh",
                             max_array_size: int | None = None):
         """The submissions of ``n_tasks`` array tasks (chunks 0..n-1), from the spec (pure)."""

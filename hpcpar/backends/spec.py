@@ -95,7 +95,7 @@ class SchedulerSpec:
     What a new scheduler provides (after psij-python's ``BatchSchedulerExecutor``):
 
     Data (class attributes)
-        :attr:`name`; :attr:`template`; :attr:`commands` (checked on PATH before anything is
+        :attr:`name`; :attr:`template` (found in :attr:`template_dir`); :attr:`commands` (checked on PATH before anything is
         written); :attr:`array_index_var` and :attr:`array_index_base` (the variable holding
         the array task index inside a job, and the index of chunk 0); :attr:`STATES`, native
         state -> :class:`~hpcpar.JobState`, each line commented with what the scheduler's
@@ -141,6 +141,9 @@ class SchedulerSpec:
     name: ClassVar[str]
     #: the job-script template, e.g. "slurm.sh.j2"
     template: ClassVar[str]
+    #: a folder with this scheduler's own template (a plugin's), searched after the user's
+    #: ``template_dir`` option and before the shipped templates; None: shipped only
+    template_dir: ClassVar[str | None] = None
     #: commands that must be on PATH
     commands: ClassVar[tuple[str, ...]]
     #: environment variable with the array task index inside a job
