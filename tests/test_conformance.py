@@ -1,8 +1,10 @@
 """The Executor contract, run against every backend available (after CPython's executor tests).
 
-``local`` always runs; ``slurm`` needs the real SLURM (``scripts/slurm-single-host``), ``sge``
-the Grid Engine container (``docker/sge/test`` runs it inside). The same functions and
-assertions serve all.
+``local`` and ``fake`` (the fake scheduler in tests/fakesched: the whole batch pipeline, offline)
+always run; ``slurm`` needs the real SLURM (``scripts/slurm-single-host``), ``pbs`` the Torque
+wrappers over it (with tests/torque_shim.py registered), ``lsf`` the LSF emulator over it
+(tests/emulators/lsf), ``sge`` the Grid Engine container (``docker/sge/test`` runs it inside).
+The same functions and assertions serve all.
 """
 
 from __future__ import annotations
@@ -10,29 +12,66 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import operator
+import os
+import shutil
 import threading
 import time
+from pathlib import Path
 
+import fakesched
 import pytest
+import torque_shim
+from conftest import need, slurm_ready
 
 import hpcpar
 from hpcpar import SerializationError
 
-BACKENDS = [pytest.param("local", id="local"), pytest.param("slurm", id="slurm", marks=pytest.mark.slurm),
+BACKENDS = [pytest.param("local", id="local"), pytest.param("fake", id="fake"),
+            pytest.param("slurm", id="slurm", marks=pytest.mark.slurm),
+            pytest.param("pbs", id="pbs", marks=pytest.mark.torque),
+            pytest.param("lsf", id="lsf", marks=pytest.mark.lsf),
             pytest.param("sge", id="sge", marks=pytest.mark.sge)]
+LSF_EMULATOR = Path(__file__).parent / "emulators" / "lsf"
+#: per backend: extra Executor options, and seconds between status calls (first, most)
+SETTINGS = {"fake": ({}, 0.1, 0.5), "slurm": ({}, 0.5, 2.0), "sge": ({}, 0.5, 2.0),
+            "pbs": ({"dialect": "torque", "queue": "debug"}, 0.5, 2.0),
+            "lsf": ({"queue": "debug"}, 0.5, 2.0)}
+
+
+def _scheduler(name, request, monkeypatch, tmp_path):
+    """Bring up (or require) the scheduler behind backend ``name``; undo it afterwards."""
+    if name == "fake":
+        fakesched.register(tmp_path / "fakesched")
+        request.addfinalizer(lambda: hpcpar.backends.registry.unregister_scheduler("fake"))
+    elif name == "pbs":
+        ok, why = slurm_ready()
+        if ok and shutil.which("qsub") is None:
+            ok, why = False, "no qsub on PATH (apt-get install slurm-wlm-torque)"
+        need("torque", ok, why)
+        torque_shim.register()
+        request.addfinalizer(torque_shim.unregister)
+    elif name == "lsf":
+        ok, why = slurm_ready()
+        need("lsf", ok, why)
+        monkeypatch.setenv("PATH", f"{LSF_EMULATOR}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("LSF_UNIT_FOR_LIMITS", "MB")
+    elif name != "local":
+        request.getfixturevalue(name)                   # the scheduler's fixture: skip or fail
 
 
 @pytest.fixture(params=BACKENDS)
-def make(request, runs_dir):
-    if request.param != "local":
-        request.getfixturevalue(request.param)          # the scheduler's fixture: skip or fail
+def make(request, runs_dir, monkeypatch, tmp_path):
+    _scheduler(request.param, request, monkeypatch, tmp_path)
     made = []
 
     def factory(**kw):
         kw.setdefault("runs_dir", str(runs_dir))
         if request.param != "local":
-            kw.setdefault("poll_interval_s", 0.5)
-            kw.setdefault("max_poll_interval_s", 2.0)
+            extra, first, most = SETTINGS[request.param]
+            for k, v in extra.items():
+                kw.setdefault(k, v)
+            kw.setdefault("poll_interval_s", first)
+            kw.setdefault("max_poll_interval_s", most)
         ex = hpcpar.Executor(request.param, **kw)
         made.append(ex)
         return ex

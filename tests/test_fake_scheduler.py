@@ -1,0 +1,241 @@
+"""The batch pipeline's faults, offline, against the fake scheduler (tests/fakesched).
+
+The same faults tests/test_slurm.py provokes on the real SLURM -- a lost array task, a task past
+its walltime or its memory, the walltime warning and requeue, an array larger than
+MaxArraySize, a truncated results file, the driver killed and the run re-attached, a task
+cancelled from outside -- here run in seconds on every Python, before any real scheduler starts.
+The fake is added with :func:`hpcpar.register_scheduler` only: no file under hpcpar/ knows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import fakesched
+import pytest
+
+import hpcpar
+from hpcpar import JobLostError, JobState
+from hpcpar.backends.registry import unregister_scheduler
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def fake(tmp_path):
+    spec = fakesched.register(tmp_path / "sched")
+    yield spec
+    unregister_scheduler("fake")
+
+
+def fast(runs_dir, **kw):
+    kw.setdefault("poll_interval_s", 0.1)
+    kw.setdefault("max_poll_interval_s", 0.5)
+    return hpcpar.Executor("fake", runs_dir=str(runs_dir), **kw)
+
+
+def marked_sleep(x, marker_dir, seconds):
+    """Record each start and each completion, so executions can be counted."""
+    with open(os.path.join(marker_dir, f"start-{x}"), "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    with open(os.path.join(marker_dir, f"done-{x}"), "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return x * x
+
+
+def counts(marker_dir: Path, prefix: str) -> dict[int, int]:
+    return {int(p.name.split("-")[1]): len(p.read_text().split()) for p in marker_dir.glob(prefix + "-*")}
+
+
+def wait_for(pred, timeout=60, every=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def meta_of(runs_dir: Path, run_id: str) -> dict:
+    return json.loads((runs_dir / run_id / "run.json").read_text())
+
+
+@pytest.fixture
+def markers(tmp_path) -> Path:
+    path = tmp_path / "markers"
+    path.mkdir()
+    return path
+
+
+def test_run_json_records_every_task_id_at_submission(fake, runs_dir):
+    with fast(runs_dir) as ex:
+        assert list(ex.map(abs, range(-6, 0), chunksize=2)) == [6, 5, 4, 3, 2, 1]
+    (sub,) = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+    assert sub["indices"] == [0, 1, 2] and sub["task_ids"] == [f"{sub['job_id']}_{i}" for i in range(3)]
+    assert sub["job_ids"] == [sub["job_id"]]
+    logs = sorted(p.name for p in (runs_dir / ex.run_ids[0] / "logs").iterdir())
+    assert logs == sorted(f"{t}.{ext}" for t in sub["task_ids"] for ext in ("out", "err"))
+
+
+def test_lost_task_is_resubmitted_alone(fake, runs_dir, markers):
+    fake.inject("lose", chunk=1, after_s=0.3)
+    with fast(runs_dir) as ex:
+        assert list(ex.map(marked_sleep, range(3), [str(markers)] * 3, [1] * 3, chunksize=1)) == [0, 1, 4]
+    subs = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+    assert [(s["reason"], s["indices"]) for s in subs] == [("initial", [0, 1, 2]), ("retry", [1])]
+    assert counts(markers, "done") == {0: 1, 1: 1, 2: 1}
+
+
+@pytest.mark.parametrize("kind,state", [("lose", JobState.NODE_FAIL), ("timeout", JobState.TIMEOUT),
+                                        ("oom", JobState.OUT_OF_MEMORY)])
+def test_a_task_that_keeps_failing_is_lost_with_its_state(fake, runs_dir, kind, state):
+    fake.inject(kind, chunk=0, times=2, after_s=0.2)
+    with fast(runs_dir, max_retries=1) as ex:
+        fut = ex.submit(time.sleep, 30)
+        with pytest.raises(JobLostError) as err:
+            fut.result(timeout=60)
+    assert err.value.state is state and err.value.attempts == 2
+    if kind == "oom":
+        assert err.value.exit_code == 137
+
+
+def test_walltime_limit_is_timeout(fake, runs_dir):
+    with fast(runs_dir, walltime=2, max_retries=0, signal_s=0) as ex:
+        with pytest.raises(JobLostError) as err:
+            ex.submit(time.sleep, 30).result(timeout=60)
+    assert err.value.state is JobState.TIMEOUT
+
+
+def test_walltime_warning_requeues_the_rest_without_spending_a_retry(fake, runs_dir, markers):
+    """8 tasks x 0.4 s in one array task; SIGUSR2 after 1 s, SIGTERM 1 s later. The worker
+    saves what it finished, and the rest is requeued (max_retries=0: not a retry)."""
+    fake.inject("warn", chunk=0, after_s=1.0)
+    with fast(runs_dir, max_retries=0, checkpoint_s=1000) as ex:
+        assert list(ex.map(marked_sleep, range(8), [str(markers)] * 8, [0.4] * 8, chunksize=8)) == \
+            [x * x for x in range(8)]
+    assert [s["reason"] for s in meta_of(runs_dir, ex.run_ids[0])["submissions"]] == ["initial", "requeue"]
+    assert counts(markers, "done") == {i: 1 for i in range(8)}
+
+
+def test_arrays_past_max_array_size_are_split_with_an_offset(tmp_path, runs_dir):
+    fakesched.register(tmp_path / "sched", max_array_size=5)
+    try:
+        with fast(runs_dir) as ex:
+            assert list(ex.map(abs, range(-12, 0), chunksize=1)) == list(range(12, 0, -1))
+    finally:
+        unregister_scheduler("fake")
+    subs = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+    assert [(s["offset"], s["indices"]) for s in subs] == [(0, [0, 1, 2, 3, 4]), (5, [5, 6, 7, 8, 9]),
+                                                          (10, [10, 11])]
+    assert [s["task_ids"][0].split("_")[1] for s in subs] == ["0", "0", "0"]      # indices < 5
+
+
+def test_the_fake_refuses_indices_past_max_array_size(tmp_path):
+    spec = fakesched.FakeSpec(tmp_path / "sched", max_array_size=5)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    (sub,) = spec.submissions(str(script), range(8), None, 100)           # told a wrong limit
+    proc = subprocess.run(sub.argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "MaxArraySize 5" in proc.stderr
+
+
+def test_truncated_results_file_is_detected_and_rerun(fake, runs_dir, markers):
+    with fast(runs_dir) as ex:
+        assert list(ex.map(marked_sleep, range(3), [str(markers)] * 3, [0] * 3, chunksize=1)) == [0, 1, 4]
+        run_id = ex.run_ids[0]
+    result = runs_dir / run_id / "results" / "000001.pkl"
+    result.write_bytes(result.read_bytes()[:-10])
+    run = hpcpar.attach(run_id, runs_dir=runs_dir, poll_interval_s=0.1, max_poll_interval_s=0.5)
+    assert run.results(timeout=60) == [0, 1, 4]
+    assert counts(markers, "done") == {0: 1, 1: 2, 2: 1}        # only the damaged chunk ran again
+    assert any(p.name.startswith("000001.pkl.corrupt-") for p in (runs_dir / run_id / "results").iterdir())
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import fakesched, hpcpar
+    from test_fake_scheduler import marked_sleep
+    fakesched.register({sched!r})
+    ex = hpcpar.Executor("fake", runs_dir={runs!r}, poll_interval_s=0.1, max_poll_interval_s=0.5)
+    it = ex.map(marked_sleep, range(6), [{markers!r}] * 6, [1] * 6, chunksize=1)
+    print(ex.run_ids[0], flush=True)
+    print(list(it), flush=True)
+""")
+
+
+def test_driver_sigkill_then_attach_collects_without_rerunning(tmp_path, runs_dir, markers):
+    sched = tmp_path / "sched"
+    fakesched.FakeSpec(sched).inject("lose", chunk=5)       # one task is lost while no driver watches
+    code = DRIVER.format(tests=str(TESTS), sched=str(sched), runs=str(runs_dir), markers=str(markers))
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    run_id = driver.stdout.readline().strip()
+    assert run_id, "driver printed no run id"
+    assert wait_for(lambda: len(counts(markers, "done")) >= 2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    finished_before = set(counts(markers, "done"))
+    attach = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakesched, hpcpar; "
+                               f"fakesched.register({str(sched)!r}); "
+                               f"r = hpcpar.attach({run_id!r}, runs_dir={str(runs_dir)!r}); "
+                               "print(r.status()); print(r.results())"],
+        capture_output=True, text=True, timeout=120)
+    assert attach.returncode == 0, attach.stderr
+    assert attach.stdout.strip().splitlines()[-1] == str([x * x for x in range(6)])
+    assert counts(markers, "done") == {i: 1 for i in range(6)}     # nothing lost, nothing duplicated
+    assert all(counts(markers, "start")[i] == 1 for i in finished_before)
+    subs = meta_of(runs_dir, run_id)["submissions"]
+    assert [(s["reason"], s["indices"]) for s in subs] == [("initial", list(range(6))), ("retry", [5])]
+
+
+def test_one_task_cancelled_from_outside_is_resubmitted(fake, runs_dir, markers):
+    with fast(runs_dir) as ex:
+        results = ex.map(marked_sleep, range(4), [str(markers)] * 4, [2] * 4, chunksize=1)
+        assert wait_for(lambda: (markers / "start-1").exists())
+        task = meta_of(runs_dir, ex.run_ids[0])["submissions"][0]["task_ids"][1]
+        subprocess.run(fake.cancel_argv([task]), check=True, timeout=30)
+        assert list(results) == [0, 1, 4, 9]
+    subs = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+    assert [s["indices"] for s in subs if s["reason"] == "retry"] == [[1]]
+    assert counts(markers, "done") == {0: 1, 1: 1, 2: 1, 3: 1} and counts(markers, "start")[1] == 2
+
+
+def test_leaving_the_with_block_on_an_error_cancels_the_jobs(fake, runs_dir):
+    with pytest.raises(RuntimeError), fast(runs_dir) as ex:
+        ex.map(time.sleep, [30, 30], chunksize=1)
+        raise RuntimeError("user code failed")
+    (sub,) = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+    status = lambda: fake.parse_status(subprocess.run(fake.status_argv([sub["job_id"]]), capture_output=True,
+                                                      text=True, timeout=30).stdout)    # noqa: E731
+    assert wait_for(lambda: {s.state for s in status().values()} == {JobState.CANCELLED}, timeout=30)
+
+
+def test_cli_submit_status_logs_and_cancel_read_the_recorded_task_ids(fake, runs_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    from hpcpar.cli import main
+
+    monkeypatch.setenv("HPCPAR_RUNS_DIR", str(runs_dir))
+    commands = tmp_path / "commands.txt"
+    commands.write_text("echo first\necho second; sleep 30\n")
+    assert main(["submit", "fake", "--array-file", str(commands)]) == 0
+    run_id = capsys.readouterr().out.split("run ")[-1].split()[0]
+    sub = meta_of(runs_dir, run_id)["submissions"][0]
+    first = runs_dir / run_id / "logs" / f"{sub['task_ids'][0]}.out"
+    assert wait_for(lambda: first.is_file() and first.read_text() == "first\n")
+    assert main(["logs", run_id, "--task", "0"]) == 0
+    assert "first" in capsys.readouterr().out
+    assert main(["status", run_id]) == 0
+    assert "RUNNING: 1" in capsys.readouterr().out
+    assert main(["cancel", run_id]) == 0
+    states = lambda: {s.native for s in fake.parse_status(subprocess.run(   # noqa: E731
+        fake.status_argv([sub["job_id"]]), capture_output=True, text=True, timeout=30).stdout).values()}
+    assert wait_for(lambda: states() == {"COMPLETED", "CANCELLED"}, timeout=30)
