@@ -38,20 +38,24 @@ SETTINGS = {"fake": ({}, 0.1, 0.5), "slurm": ({}, 0.5, 2.0), "sge": ({}, 0.5, 2.
             "lsf": ({"queue": "debug"}, 0.5, 2.0)}
 
 
+#: SLURM's readiness, asked once (a node is briefly "completing" after a test cancels its jobs)
+_slurm_ready = functools.cache(slurm_ready)
+
+
 def _scheduler(name, request, monkeypatch, tmp_path):
     """Bring up (or require) the scheduler behind backend ``name``; undo it afterwards."""
     if name == "fake":
         fakesched.register(tmp_path / "fakesched")
         request.addfinalizer(lambda: hpcpar.backends.registry.unregister_scheduler("fake"))
     elif name == "pbs":
-        ok, why = slurm_ready()
+        ok, why = _slurm_ready()
         if ok and shutil.which("qsub") is None:
             ok, why = False, "no qsub on PATH (apt-get install slurm-wlm-torque)"
         need("torque", ok, why)
         torque_shim.register()
         request.addfinalizer(torque_shim.unregister)
     elif name == "lsf":
-        ok, why = slurm_ready()
+        ok, why = _slurm_ready()
         need("lsf", ok, why)
         monkeypatch.setenv("PATH", f"{LSF_EMULATOR}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("LSF_UNIT_FOR_LIMITS", "MB")

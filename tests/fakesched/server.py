@@ -201,8 +201,12 @@ def run(root: Path, job: str) -> int:
         while pending and (meta["max_running"] is None or len(running) < meta["max_running"]):
             i = pending.pop(0)
             task = f"{job}_{i}"
-            if read_json(task_path(root, task), {}).get("state") != "PENDING":
-                continue                                          # cancelled while pending
+            with locked(root):                                    # PENDING -> RUNNING, atomically
+                state = read_json(task_path(root, task), {})
+                if state.get("state") != "PENDING":
+                    continue                                      # cancelled while pending
+                state["state"] = "RUNNING"
+                write_json(task_path(root, task), state)
             env = {**os.environ, **meta["env"], "FAKE_JOB_ID": job, "FAKE_ARRAY_TASK_ID": str(i)}
             out, err = log_file(meta.get("output"), i), log_file(meta.get("error"), i)
             proc = subprocess.Popen(["bash", meta["script"]], env=env, stdin=subprocess.DEVNULL,
@@ -210,7 +214,7 @@ def run(root: Path, job: str) -> int:
             for fh in (out, err):
                 if fh is not subprocess.DEVNULL:
                     fh.close()
-            set_task(root, task, state="RUNNING", pid=proc.pid)
+            set_task(root, task, pid=proc.pid)
             running[i] = {"proc": proc, "t0": time.monotonic(), "fault": take_fault(root, i + offset),
                           "warned": False, "verdict": None, "term_at": None}
         time.sleep(0.05)
