@@ -1,8 +1,9 @@
 """PBS backend, Torque dialect, through Debian's slurm-wlm-torque wrappers over the real SLURM.
 
 The wrappers' ``qsub`` submits (``-t`` arrays, ``#PBS`` lines read by sbatch); they have no
-``qstat -x``/``-t`` nor element-level ``qdel``, so the backend detects the shim and polls and
-cancels with the SLURM commands under it (hpcpar/backends/pbs.py; tests/data/torque/README.md).
+``qstat -x``/``-t`` nor element-level ``qdel``, so hpcpar ships no support for them: these tests
+register tests/torque_shim.py (polls and cancels with the SLURM commands under the wrappers,
+tests/data/torque/README.md) through :func:`hpcpar.register_scheduler`, as a plugin would.
 """
 
 from __future__ import annotations
