@@ -98,19 +98,16 @@ def test_lost_task_is_resubmitted_alone(fake, runs_dir, markers):
                                         ("oom", JobState.OUT_OF_MEMORY)])
 def test_a_task_that_keeps_failing_is_lost_with_its_state(fake, runs_dir, kind, state):
     fake.inject(kind, chunk=0, times=2, after_s=0.2)
-    with fast(runs_dir, max_retries=1) as ex:
-        fut = ex.submit(time.sleep, 30)
-        with pytest.raises(JobLostError) as err:
-            fut.result(timeout=60)
+    with fast(runs_dir, max_retries=1) as ex, pytest.raises(JobLostError) as err:
+        ex.submit(time.sleep, 30).result(timeout=60)
     assert err.value.state is state and err.value.attempts == 2
     if kind == "oom":
         assert err.value.exit_code == 137
 
 
 def test_walltime_limit_is_timeout(fake, runs_dir):
-    with fast(runs_dir, walltime=2, max_retries=0, signal_s=0) as ex:
-        with pytest.raises(JobLostError) as err:
-            ex.submit(time.sleep, 30).result(timeout=60)
+    with fast(runs_dir, walltime=2, max_retries=0, signal_s=0) as ex, pytest.raises(JobLostError) as err:
+        ex.submit(time.sleep, 30).result(timeout=60)
     assert err.value.state is JobState.TIMEOUT
 
 
@@ -143,7 +140,7 @@ def test_the_fake_refuses_indices_past_max_array_size(tmp_path):
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/bash\ntrue\n")
     (sub,) = spec.submissions(str(script), range(8), None, 100)           # told a wrong limit
-    proc = subprocess.run(sub.argv, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(sub.argv, check=False, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "MaxArraySize 5" in proc.stderr
 
 
@@ -183,12 +180,11 @@ def test_driver_sigkill_then_attach_collects_without_rerunning(tmp_path, runs_di
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
     finished_before = set(counts(markers, "done"))
-    attach = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakesched, hpcpar; "
-                               f"fakesched.register({str(sched)!r}); "
-                               f"r = hpcpar.attach({run_id!r}, runs_dir={str(runs_dir)!r}); "
-                               "print(r.status()); print(r.results())"],
-        capture_output=True, text=True, timeout=120)
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakesched, hpcpar; "
+            f"fakesched.register({str(sched)!r}); "
+            f"r = hpcpar.attach({run_id!r}, runs_dir={str(runs_dir)!r}); print(r.status()); print(r.results())")
+    attach = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                            timeout=120)
     assert attach.returncode == 0, attach.stderr
     assert attach.stdout.strip().splitlines()[-1] == str([x * x for x in range(6)])
     assert counts(markers, "done") == {i: 1 for i in range(6)}     # nothing lost, nothing duplicated
@@ -214,8 +210,11 @@ def test_leaving_the_with_block_on_an_error_cancels_the_jobs(fake, runs_dir):
         ex.map(time.sleep, [30, 30], chunksize=1)
         raise RuntimeError("user code failed")
     (sub,) = meta_of(runs_dir, ex.run_ids[0])["submissions"]
-    status = lambda: fake.parse_status(subprocess.run(fake.status_argv([sub["job_id"]]), capture_output=True,
-                                                      text=True, timeout=30).stdout)    # noqa: E731
+
+    def status():
+        return fake.parse_status(subprocess.run(fake.status_argv([sub["job_id"]]), check=False,
+                                                capture_output=True, text=True, timeout=30).stdout)
+
     assert wait_for(lambda: {s.state for s in status().values()} == {JobState.CANCELLED}, timeout=30)
 
 
@@ -236,6 +235,10 @@ def test_cli_submit_status_logs_and_cancel_read_the_recorded_task_ids(fake, runs
     assert main(["status", run_id]) == 0
     assert "RUNNING: 1" in capsys.readouterr().out
     assert main(["cancel", run_id]) == 0
-    states = lambda: {s.native for s in fake.parse_status(subprocess.run(   # noqa: E731
-        fake.status_argv([sub["job_id"]]), capture_output=True, text=True, timeout=30).stdout).values()}
+
+    def states():
+        out = subprocess.run(fake.status_argv([sub["job_id"]]), check=False, capture_output=True, text=True,
+                             timeout=30).stdout
+        return {s.native for s in fake.parse_status(out).values()}
+
     assert wait_for(lambda: states() == {"COMPLETED", "CANCELLED"}, timeout=30)

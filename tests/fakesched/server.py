@@ -195,7 +195,7 @@ def run(root: Path, job: str) -> int:
     def log_file(pattern, i):
         if not pattern:
             return subprocess.DEVNULL
-        return open(pattern.replace("%j", job).replace("%a", str(i)), "ab")  # noqa: SIM115
+        return open(pattern.replace("%j", job).replace("%a", str(i)), "ab")
 
     while pending or running:
         while pending and (meta["max_running"] is None or len(running) < meta["max_running"]):
