@@ -30,10 +30,14 @@ def _fresh_random_state() -> None:
     """Pool initializer: give each forked worker its own numpy global random stream, as each
     array task on a cluster has (forked children otherwise all continue the parent's stream:
     40 draws gave 20 distinct values on 2 workers). CPython reseeds :mod:`random` at fork
-    itself; a numpy imported later in the worker seeds itself from the OS."""
-    np = sys.modules.get("numpy")
-    if np is not None:
-        np.random.seed()
+    itself, and a numpy imported later in the worker seeds itself from the OS.
+
+    It imports nothing: an import in a child forked from this multi-threaded driver can run a
+    garbage collection whose callbacks take a lock another thread held at the fork (a hang seen
+    on Python 3.12 when ``np.random`` was only imported lazily here)."""
+    random = sys.modules.get("numpy.random")
+    if random is not None:
+        random.seed()
 
 
 def _run_chunk(key: str, fn_payload: bytes, chunk_bytes: bytes, chunk: int) -> ChunkResult:
@@ -73,16 +77,15 @@ class LocalBackend(Backend):
         with self._lock:
             if self._pool is None or self._pool is broken:
                 if broken is not None:
-                    # Not here: this runs in the broken pool's done callbacks, which Python
-                    # 3.12+ calls while holding the pool's shutdown lock, which shutdown()
-                    # takes too (a deadlock). A thread reaps it once the lock is free.
-                    threading.Thread(target=broken.shutdown, kwargs={"cancel_futures": True},
-                                     name="hpcpar-reap-broken-pool", daemon=True).start()
+                    # Reaped before a new pool forks: a fork while its manager thread holds
+                    # the pool's locks hands those locks, held, to the new workers.
+                    broken.shutdown(wait=True, cancel_futures=True)
                 # fork, not spawn/forkserver: those re-import __main__ in every worker, which
                 # re-runs a user's script that lacks a main guard (and fails for stdin or a
                 # notebook). Functions travel by value through cloudpickle, so nothing from
                 # __main__ is needed. The pool forks once, when first used, and is reused.
                 ctx = multiprocessing.get_context("fork")
+                _finish_closing_pools()
                 self._pool = ProcessPoolExecutor(self._max_workers, mp_context=ctx,
                                                  initializer=_fresh_random_state)
             return self._pool
@@ -111,6 +114,10 @@ class LocalBackend(Backend):
                 outer.set_exception(exc)
             return
 
+        def relaunch() -> None:
+            self._get_pool(broken=pool)
+            self._launch(outer, current, key, fn_payload, chunk_bytes, i, attempt + 1)
+
         def done(f: Future) -> None:
             if outer.done():
                 return
@@ -120,8 +127,9 @@ class LocalBackend(Backend):
             exc = f.exception()
             if isinstance(exc, BrokenProcessPool):
                 if attempt <= self.options.max_retries:
-                    self._get_pool(broken=pool)
-                    self._launch(outer, current, key, fn_payload, chunk_bytes, i, attempt + 1)
+                    # Not in this callback: Python 3.12+ runs it holding the broken pool's
+                    # shutdown lock, which replacing the pool needs (shutdown() takes it).
+                    threading.Thread(target=relaunch, name="hpcpar-relaunch", daemon=True).start()
                     return
                 exc = JobLostError(JobState.FAILED, f"local chunk {i}", None,
                                    f"the worker process died ({exc})", attempts=attempt)
@@ -140,3 +148,22 @@ class LocalBackend(Backend):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=cancel)
+            if not wait:
+                with _CLOSING_LOCK:
+                    _CLOSING.append(pool)
+
+
+# Pools shut down without waiting, whose manager threads may still hold their locks while they
+# join the workers. A pool forked then would hand those locks, held, to its workers; an inherited
+# executor's weakref callback takes one during a garbage collection in the worker and hangs it
+# (seen on Python 3.12). So a new pool first waits for these to finish.
+_CLOSING: list[ProcessPoolExecutor] = []
+_CLOSING_LOCK = threading.Lock()
+
+
+def _finish_closing_pools() -> None:
+    with _CLOSING_LOCK:
+        closing = list(_CLOSING)
+        _CLOSING.clear()
+    for pool in closing:
+        pool.shutdown(wait=True)
