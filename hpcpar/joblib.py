@@ -129,6 +129,8 @@ class HpcparBackend(ParallelBackendBase):
 
     Attributes
     ----------
+    hpcpar_backend : str
+        The hpcpar backend it runs on (``"local"``, ``"slurm"``, ...).
     run_ids : list of str
         Every hpcpar run made through this backend, in order.
     stored : list of (str, int)
@@ -166,6 +168,7 @@ class HpcparBackend(ParallelBackendBase):
                                   f"(hpcpar_backend, profile, {', '.join(sorted(options)) or '...'}), not both")
             self._resources = executor.resources
             self._max_running = executor.options.max_running
+            hpcpar_backend = executor.backend_name
         else:
             name, self._resources, opts = config.resolve(hpcpar_backend, profile, options)
             self._max_running = opts.max_running
@@ -176,12 +179,14 @@ class HpcparBackend(ParallelBackendBase):
             valid = sorted(n for n in BACKENDS if n != "hpcpar")
             raise ConfigError(f"{where}: nested={nested!r} is not a joblib backend this can use "
                               f"inside a task; choose one of {valid}, or None (sequential)")
+        self.hpcpar_backend: str = hpcpar_backend
         self._ex_args = (hpcpar_backend, profile, options)
         self._user_ex = executor
         self._nested = nested
         self.run_ids: list[str] = []
         self.stored: list[tuple[str, int]] = []
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._submit_lock = threading.Lock()
         self._ex: Executor | None = None
         self._slots: int | None = None
         self._n_jobs = 1
@@ -242,7 +247,7 @@ class HpcparBackend(ParallelBackendBase):
                 self._ex = self._user_ex
             else:
                 extra: dict[str, Any] = {}
-                if self._ex_args[0] == "local":
+                if self._ex_args[0] == "local":             # n_jobs processes, as loky
                     extra["max_workers"] = self._n_jobs
                 elif self._n_jobs < self.slots() or self._max_running:
                     extra["max_running"] = min(self._n_jobs, self._max_running or self._n_jobs)
@@ -277,8 +282,7 @@ class HpcparBackend(ParallelBackendBase):
     @contextlib.contextmanager
     def retrieval_context(self):
         """joblib is about to collect results: submit what is buffered now."""
-        with self._lock:
-            self._flush_locked()
+        self._flush()
         yield
 
     def _arm(self, delay: float) -> None:
@@ -290,44 +294,48 @@ class HpcparBackend(ParallelBackendBase):
         with self._lock:
             self._timer = None
             idle = time.monotonic() - self._last_submit
-            if not self._buffer:
-                return
-            if idle < FLUSH_IDLE_S:
+            if self._buffer and idle < FLUSH_IDLE_S:
                 self._arm(FLUSH_IDLE_S - idle)
                 return
-            self._flush_locked()
+        self._flush()
 
-    def _flush_locked(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        pending, self._buffer = self._buffer, []
-        if not pending or self._aborted:
-            for _, fut, callback in pending:
-                _settle(fut, callback, CancelledError())
-            return
-        try:
-            ex = self._executor()
-            if self._store is None:
-                root = ex.options.runs_dir or config.default_runs_dir()
-                self._store = ArgStore(root, self._max_nbytes, self._mmap_mode)
-        except Exception as exc:  # noqa: BLE001 - reported through every batch's future
-            for _, fut, callback in pending:
-                _settle(fut, callback, exc)
-            return
-        n_groups = min(len(pending), max(1, ex.options.chunks_per_slot * self._n_jobs))
-        start = 0
-        for size in chunk_sizes(len(pending), n_groups):
-            part, start = pending[start:start + size], start + size
+    # Locks: ``_lock`` guards the buffer and is never held while calling out (joblib's callbacks
+    # take joblib's own lock, which joblib holds while it calls ``submit``). ``_submit_lock``
+    # makes flushes run one at a time; ``submit`` never takes it.
+    def _flush(self) -> None:
+        with self._submit_lock:
+            with self._lock:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                pending, self._buffer = self._buffer, []
+                aborted = self._aborted
+            if not pending:
+                return
+            if aborted:
+                _settle_all(pending, CancelledError())
+                return
             try:
-                batches = [self._with_stored_args(func) for func, _, _ in part]
-                group = ex.submit(_run_group, batches)
-            except Exception as exc:  # noqa: BLE001 - e.g. an argument that does not pickle
-                for _, fut, callback in part:
-                    _settle(fut, callback, exc)
-                continue
-            self._groups.append(group)
-            group.add_done_callback(functools.partial(_resolve_group, part))
+                ex = self._executor()
+                if self._store is None:
+                    root = ex.options.runs_dir or config.default_runs_dir()
+                    self._store = ArgStore(root, self._max_nbytes, self._mmap_mode)
+            except Exception as exc:  # noqa: BLE001 - reported through every batch's future
+                _settle_all(pending, exc)
+                return
+            n_groups = min(len(pending), max(1, ex.options.chunks_per_slot * self._n_jobs))
+            start = 0
+            for size in chunk_sizes(len(pending), n_groups):
+                part, start = pending[start:start + size], start + size
+                try:
+                    batches = [self._with_stored_args(func) for func, _, _ in part]
+                    group = ex.submit(_run_group, batches)
+                except Exception as exc:  # noqa: BLE001 - e.g. an argument that does not pickle
+                    _settle_all(part, exc)
+                    continue
+                with self._lock:
+                    self._groups.append(group)
+                group.add_done_callback(functools.partial(_resolve_group, part))
 
     def _with_stored_args(self, batch: Any) -> Any:
         store = self._store
@@ -342,8 +350,7 @@ class HpcparBackend(ParallelBackendBase):
         return clone
 
     def stop_call(self) -> None:
-        with self._lock:
-            self._flush_locked()
+        self._flush()
         parallel = getattr(self, "parallel", None)
         if parallel is not None and self._saved_pre_dispatch is not None:
             parallel.pre_dispatch = self._saved_pre_dispatch
@@ -381,6 +388,11 @@ class HpcparBackend(ParallelBackendBase):
         if self._nested is None:
             return SequentialBackend(nesting_level=level), None
         return BACKENDS[self._nested](nesting_level=level), self._resources.cpus_per_task
+
+
+def _settle_all(part: list, exc: BaseException) -> None:
+    for _, fut, callback in part:
+        _settle(fut, callback, exc)
 
 
 def _settle(fut: Future, callback: Any, exc: BaseException) -> None:
