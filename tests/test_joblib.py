@@ -225,3 +225,27 @@ def test_argstore_sizes_and_threshold(tmp_path):
     assert oct(store.path.stat().st_mode & 0o777) == "0o700"
     store.close()
     assert not store.path if store.path else not list(tmp_path.iterdir())
+
+
+def _mark_and_nap(folder: str, i: int) -> int:
+    if i == 0:
+        raise RuntimeError("first task fails")
+    Path(folder, f"ran-{i}").touch()
+    time.sleep(0.3)
+    return i
+
+
+def test_an_error_cancels_the_groups_not_yet_started(tmp_path):
+    with joblib.parallel_config(backend="hpcpar", chunks_per_slot=10), \
+            pytest.raises(RuntimeError, match="first task"):
+        Parallel(n_jobs=2)(delayed(_mark_and_nap)(str(tmp_path), i) for i in range(40))
+    seen, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 120
+    while time.monotonic() - stable_since < 3 and time.monotonic() < deadline:
+        n = len(list(tmp_path.glob("ran-*")))     # wait until whatever was running has finished
+        if n != seen:
+            seen, stable_since = n, time.monotonic()
+        time.sleep(0.2)
+    # 20 groups of 2 tasks; the failing group stops at its first task. Without cancelling, the
+    # other 39 tasks would run; the local pool cannot take back the groups its 2 workers run
+    # and the 3 calls it has queued (ProcessPoolExecutor queues max_workers + 1), so <= 5 x 2.
+    assert seen <= 10
