@@ -13,7 +13,7 @@ Anything ``hpcpar.Executor`` accepts goes to ``parallel_config`` (the hpcpar bac
     with joblib.parallel_config(backend="hpcpar", hpcpar_backend="slurm", queue="debug", mem="2GB"):
         GridSearchCV(SVC(), grid, cv=5, n_jobs=-1).fit(X, y)      # one job array
 
-How one joblib call runs::
+How one joblib call runs (the grouping is :mod:`hpcpar.joblib_groups`)::
 
     Parallel(tasks) ── every task dispatched at once (pre_dispatch="all") ──► buffer
         │ joblib starts collecting results (or dispatch pauses FLUSH_IDLE_S)
@@ -41,11 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import threading
-import time
-import traceback
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from typing import Any
 
 try:
@@ -56,14 +52,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without joblib
 
 from . import config
 from .argstore import ArgStore
-from .errors import ConfigError, TaskError
-from .executor import Executor, chunk_sizes, outcome_value
+from .errors import ConfigError
+from .executor import Executor
+from .joblib_groups import GroupDispatcher
 
 #: the backend's own options (everything else goes to hpcpar.Executor)
 OWN_OPTIONS = ("executor", "hpcpar_backend", "nested", "profile")
-#: seconds without a new task after which buffered tasks are submitted, even before joblib
-#: starts collecting results (a ``return_as="generator"`` call not yet iterated)
-FLUSH_IDLE_S = 0.1
 
 
 def register(name: str = "hpcpar") -> None:
@@ -73,26 +67,6 @@ def register(name: str = "hpcpar") -> None:
     Importing :mod:`hpcpar.joblib` registers nothing.
     """
     joblib.register_parallel_backend(name, HpcparBackend)
-
-
-def _run_group(batches: list) -> list[tuple]:
-    """Runs in the worker: each joblib batch in turn, ``(ok, value, traceback)`` for each;
-    stops at the first that raises (joblib abandons the call then)."""
-    outcomes: list[tuple] = []
-    for batch in batches:
-        try:
-            outcomes.append((True, batch(), None))
-        except Exception as exc:  # noqa: BLE001 - sent back to the driver
-            tb = traceback.format_exc()
-            try:
-                import pickle
-
-                pickle.dumps(exc)
-            except Exception:  # noqa: BLE001 - an exception that does not pickle
-                exc = TaskError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}", tb)
-            outcomes.append((False, exc, tb))
-            break
-    return outcomes
 
 
 class HpcparBackend(ParallelBackendBase):
@@ -185,19 +159,13 @@ class HpcparBackend(ParallelBackendBase):
         self._nested = nested
         self.run_ids: list[str] = []
         self.stored: list[tuple[str, int]] = []
-        self._lock = threading.Lock()
-        self._submit_lock = threading.Lock()
         self._ex: Executor | None = None
         self._slots: int | None = None
         self._n_jobs = 1
         self._max_nbytes: int | None = 1024 * 1024
         self._mmap_mode: str | None = "r"
         self._store: ArgStore | None = None
-        self._buffer: list[tuple[Any, Future, Any]] = []
-        self._groups: list[Future] = []
-        self._timer: threading.Timer | None = None
-        self._last_submit = 0.0
-        self._aborted = False
+        self._groups = GroupDispatcher(self._open_call)
         self._runs_before = 0
         self._saved_pre_dispatch: Any = None
 
@@ -258,7 +226,7 @@ class HpcparBackend(ParallelBackendBase):
     # -- one joblib call -----------------------------------------------------------------------
     def start_call(self) -> None:
         """Take every task at once: joblib's ``pre_dispatch`` is set to ``"all"`` for this call."""
-        self._aborted = False
+        self._groups.reset()
         parallel = getattr(self, "parallel", None)
         if parallel is not None and parallel.pre_dispatch != "all":
             self._saved_pre_dispatch = parallel.pre_dispatch
@@ -266,13 +234,7 @@ class HpcparBackend(ParallelBackendBase):
 
     def submit(self, func: Any, callback: Any = None) -> Future:
         """Buffer one joblib batch; it is submitted with the others (see the module docstring)."""
-        fut: Future = Future()
-        with self._lock:
-            self._buffer.append((func, fut, callback))
-            self._last_submit = time.monotonic()
-            if self._timer is None:
-                self._arm(FLUSH_IDLE_S)
-        return fut
+        return self._groups.add(func, callback)
 
     apply_async = submit        # the name joblib < 1.5 calls
 
@@ -282,60 +244,16 @@ class HpcparBackend(ParallelBackendBase):
     @contextlib.contextmanager
     def retrieval_context(self):
         """joblib is about to collect results: submit what is buffered now."""
-        self._flush()
+        self._groups.flush()
         yield
 
-    def _arm(self, delay: float) -> None:
-        self._timer = threading.Timer(delay, self._on_timer)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _on_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            idle = time.monotonic() - self._last_submit
-            if self._buffer and idle < FLUSH_IDLE_S:
-                self._arm(FLUSH_IDLE_S - idle)
-                return
-        self._flush()
-
-    # Locks: ``_lock`` guards the buffer and is never held while calling out (joblib's callbacks
-    # take joblib's own lock, which joblib holds while it calls ``submit``). ``_submit_lock``
-    # makes flushes run one at a time; ``submit`` never takes it.
-    def _flush(self) -> None:
-        with self._submit_lock:
-            with self._lock:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                pending, self._buffer = self._buffer, []
-                aborted = self._aborted
-            if not pending:
-                return
-            if aborted:
-                _settle_all(pending, CancelledError())
-                return
-            try:
-                ex = self._executor()
-                if self._store is None:
-                    root = ex.options.runs_dir or config.default_runs_dir()
-                    self._store = ArgStore(root, self._max_nbytes, self._mmap_mode)
-            except Exception as exc:  # noqa: BLE001 - reported through every batch's future
-                _settle_all(pending, exc)
-                return
-            n_groups = min(len(pending), max(1, ex.options.chunks_per_slot * self._n_jobs))
-            start = 0
-            for size in chunk_sizes(len(pending), n_groups):
-                part, start = pending[start:start + size], start + size
-                try:
-                    batches = [self._with_stored_args(func) for func, _, _ in part]
-                    group = ex.submit(_run_group, batches)
-                except Exception as exc:  # noqa: BLE001 - e.g. an argument that does not pickle
-                    _settle_all(part, exc)
-                    continue
-                with self._lock:
-                    self._groups.append(group)
-                group.add_done_callback(functools.partial(_resolve_group, part))
+    def _open_call(self):
+        """For each flush: the executor, the groups wanted and how to prepare a batch."""
+        ex = self._executor()
+        if self._store is None:
+            root = ex.options.runs_dir or config.default_runs_dir()
+            self._store = ArgStore(root, self._max_nbytes, self._mmap_mode)
+        return ex, ex.options.chunks_per_slot * self._n_jobs, self._with_stored_args
 
     def _with_stored_args(self, batch: Any) -> Any:
         store = self._store
@@ -350,7 +268,7 @@ class HpcparBackend(ParallelBackendBase):
         return clone
 
     def stop_call(self) -> None:
-        self._flush()
+        self._groups.flush()
         parallel = getattr(self, "parallel", None)
         if parallel is not None and self._saved_pre_dispatch is not None:
             parallel.pre_dispatch = self._saved_pre_dispatch
@@ -358,27 +276,19 @@ class HpcparBackend(ParallelBackendBase):
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Cancel what has not run (the array tasks of an hpcpar batch backend included)."""
-        with self._lock:
-            self._aborted = True
-            pending, self._buffer = self._buffer, []
-            groups, self._groups = self._groups, []
-        for _, fut, _ in pending:
-            fut.cancel()
-        for group in groups:
-            group.cancel()
+        self._groups.cancel()
         if not ensure_ready:
             self.terminate()
 
     def terminate(self) -> None:
         """End of a joblib call: shut down the executor made for it and delete the store."""
-        with self._lock:
-            ex, self._ex = self._ex, None
-            store, self._store = self._store, None
-            self._groups = []
+        ex, self._ex = self._ex, None
+        store, self._store = self._store, None
+        aborted = self._groups.aborted
         if ex is not None:
             self.run_ids.extend(ex.run_ids[self._runs_before:])
             if ex is not self._user_ex:
-                ex.shutdown(wait=not self._aborted, cancel_futures=self._aborted)
+                ex.shutdown(wait=not aborted, cancel_futures=aborted)
         if store is not None:
             store.close()
 
@@ -390,37 +300,4 @@ class HpcparBackend(ParallelBackendBase):
         return BACKENDS[self._nested](nesting_level=level), self._resources.cpus_per_task
 
 
-def _settle_all(part: list, exc: BaseException) -> None:
-    for _, fut, callback in part:
-        _settle(fut, callback, exc)
-
-
-def _settle(fut: Future, callback: Any, exc: BaseException) -> None:
-    if fut.set_running_or_notify_cancel():
-        fut.set_exception(exc)
-    if callback is not None:
-        callback(fut)
-
-
-def _resolve_group(part: list, group: Future) -> None:
-    """A group finished: resolve each of its joblib batches and tell joblib."""
-    if group.cancelled():
-        failure: BaseException | None = CancelledError()
-    else:
-        failure = group.exception()
-    outcomes = [] if failure is not None else group.result()
-    for i, (_, fut, callback) in enumerate(part):
-        if failure is not None:
-            _settle(fut, callback, failure)
-        elif i >= len(outcomes):
-            _settle(fut, callback, CancelledError("not run: an earlier batch of its group failed"))
-        elif fut.set_running_or_notify_cancel():
-            try:
-                fut.set_result(outcome_value(outcomes[i]))
-            except Exception as exc:  # noqa: BLE001 - the task's own exception
-                fut.set_exception(exc)
-            if callback is not None:
-                callback(fut)
-
-
-__all__ = ["FLUSH_IDLE_S", "HpcparBackend", "register"]
+__all__ = ["HpcparBackend", "register"]
