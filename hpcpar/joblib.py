@@ -65,6 +65,11 @@ def register(name: str = "hpcpar") -> None:
 
     Calls :func:`joblib.register_parallel_backend`; does not change joblib's default backend.
     Importing :mod:`hpcpar.joblib` registers nothing.
+
+    Parameters
+    ----------
+    name : str
+        The joblib backend name (default ``"hpcpar"``).
     """
     joblib.register_parallel_backend(name, HpcparBackend)
 
