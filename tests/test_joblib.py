@@ -72,7 +72,7 @@ def test_grid_search_equals_loky(digits):
 
 
 def test_cross_val_score_and_effective_n_jobs_from_the_profile(digits, tmp_path, monkeypatch):
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import RidgeClassifier
     from sklearn.model_selection import cross_val_score
 
     cfg_file = tmp_path / "config.toml"
@@ -80,7 +80,7 @@ def test_cross_val_score_and_effective_n_jobs_from_the_profile(digits, tmp_path,
     monkeypatch.setenv("HPCPAR_CONFIG", str(cfg_file))
     monkeypatch.setenv("HPCPAR_PROFILE", "lab")
     X, y = digits
-    model = LogisticRegression(max_iter=200)
+    model = RidgeClassifier()
     expected = cross_val_score(model, X, y, cv=5, n_jobs=1)
     with joblib.parallel_config(backend="hpcpar") as cfg:           # no options: the profile
         assert joblib.effective_n_jobs(-1) == 3
