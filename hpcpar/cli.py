@@ -4,6 +4,7 @@
 
     hpcpar script slurm --cpus-per-task 4 --mem 8GB --walltime 1:30:00 -- python train.py  # print the job script
     hpcpar submit slurm --array-file commands.txt                                           # one array task per line
+    hpcpar config [--profile P] [BACKEND]                                                   # resolved options, with sources
     hpcpar backends | runs | status RUN | logs RUN [--task I] | cancel RUN | clean --older-than 7d
 """
 
@@ -12,20 +13,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from . import __version__
-from .config import BACKENDS, Options, resolve
+from .cli_config import WALLTIME_HELP, describe, resolve_cli
+from .config import BACKENDS, Options
 from .errors import HpcparError
 from .resources import parse_walltime
+
+BACKEND_HELP = ("scheduler: one of %(choices)s (default: $HPCPAR_BACKEND, else the profile's "
+                "backend, else local)")
+
 
 def _resource_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("resources (per array task)")
     g.add_argument("--cpus-per-task", "-c", metavar="N", help="CPU cores (default 1)")
     g.add_argument("--mem", metavar="SIZE", help='memory, e.g. "4GB", "500M" (binary units)')
-    g.add_argument("--walltime", "--time", "-t", metavar="TIME",
-                   help='walltime, e.g. "1:30:00", "2-00:00:00", "90min"')
+    g.add_argument("--walltime", "--time", "-t", metavar="TIME", help=WALLTIME_HELP)
     g.add_argument("--gpus", metavar="N", help="GPUs (default 0)")
     g.add_argument("--nodes", metavar="N", help="nodes (default 1)")
     g.add_argument("--queue", "--partition", "-q", "-p", metavar="NAME",
@@ -42,10 +48,22 @@ def _resource_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--template-dir", metavar="DIR", help="folder of templates to use first")
     o.add_argument("--array-file", metavar="FILE",
                    help="one array task per line of FILE (each line run with bash)")
-    o.add_argument("--max-running", metavar="N", help="array tasks running at once")
+    o.add_argument("--max-running", metavar="N",
+                   help="array tasks running at once (SLURM --array=...%%N, PBS -J/-t ...%%N, "
+                        "LSF name[...]%%N, SGE -tc N)")
     o.add_argument("--workdir", metavar="DIR", help="folder the job starts in (default: here)")
-    for opt in ("dialect", "pe", "mem_unit"):
-        o.add_argument("--" + opt.replace("_", "-"), metavar="X", help=argparse.SUPPRESS)
+    s = p.add_argument_group("scheduler-specific")
+    s.add_argument("--dialect", choices=("pro", "pbspro", "openpbs", "torque"),
+                   help="pbs: PBS Professional/OpenPBS or Torque (default: detected with `qstat --version`)")
+    s.add_argument("--pe", metavar="NAME",
+                   help="sge: parallel environment for -pe NAME <cpus-per-task> (default smp)")
+    s.add_argument("--mem-unit", choices=("KB", "MB", "GB", "TB", "PB", "EB"), type=str.upper,
+                   help="lsf: the site's LSF_UNIT_FOR_LIMITS, the unit of -M and rusage[mem=] (default MB)")
+
+
+def _print_command_arg(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument("--print-command", action="store_true",
+                   help=f"also print the submit command(s), shell-quoted, {where}")
 
 
 def _executor_kwargs(a) -> dict:
@@ -58,8 +76,19 @@ def _executor_kwargs(a) -> dict:
 def _backend_for(a):
     from .backends import create
 
-    name, resources, options = resolve(a.backend, a.profile, _executor_kwargs(a))
-    return create(name, resources, options)
+    r = resolve_cli(a.backend, a.profile, _executor_kwargs(a))
+    return create(r.backend, r.resources, r.options)
+
+
+def _display(argv, on_stdin: bool, script: str) -> str:
+    """A submit argv as a shell line; a script read on stdin (LSF) shown as ``< script``."""
+    return shlex.join(argv) + (f" < {shlex.quote(script)}" if on_stdin else "")
+
+
+def _job_name(a, backend, command: list[str] | None) -> str:
+    """--job-name, else the resolved job_name option, else the command's or array file's name."""
+    return (a.job_name or backend.options.job_name
+            or (Path(command[0]).name if command else Path(a.array_file).stem) or "hpcpar")
 
 
 def _command(a) -> list[str] | None:
@@ -72,9 +101,31 @@ def _command(a) -> list[str] | None:
 
 
 def cmd_script(a) -> int:
+    from .backends.base import count_lines
+    from .backends.batch import BatchBackend
+
     backend = _backend_for(a)
+    command = _command(a)
     array_file = str(Path(a.array_file).resolve()) if a.array_file else None
-    sys.stdout.write(backend.job_script(_command(a), job_name=a.job_name or "hpcpar", array_file=array_file))
+    name = _job_name(a, backend, command)
+    n = count_lines(array_file) if array_file else None
+    text = backend.job_script(command, job_name=name, array_file=array_file, array_size=n)
+    sys.stdout.write(text)
+    if a.print_command and not isinstance(backend, BatchBackend):
+        print("bash job.sh", file=sys.stderr)           # no scheduler: the script runs where it is started
+    if isinstance(backend, BatchBackend):
+        subs = backend.planned_submissions(n or 1, name)
+        if a.print_command:
+            # what `hpcpar submit` runs for this script (saved as job.sh); its array options
+            # are the directives printed above, so `sbatch job.sh` by hand asks the same
+            for sub in subs:
+                print(_display(sub.argv, backend.spec.script_on_stdin, "job.sh"), file=sys.stderr)
+        if len(subs) > 1:
+            first = subs[0].indices
+            print(f"hpcpar script: note: {n} array tasks need {len(subs)} submissions (the "
+                  f"scheduler's default array size limit); the script asks for tasks "
+                  f"{first[0]}-{first[-1]} only. `hpcpar submit` submits them all "
+                  "(--print-command shows how).", file=sys.stderr)
     return 0
 
 
@@ -94,7 +145,7 @@ def cmd_submit(a) -> int:
         n = len(lines)
         if n == 0:
             raise HpcparError(f"{a.array_file} is empty")
-    name = a.job_name or (Path(command[0]).name if command else Path(a.array_file).stem)
+    name = _job_name(a, backend, command)
     rd = RunDir.create(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
         "command": command, "resources": backend.resources.to_json(), "submissions": []})
@@ -102,12 +153,20 @@ def cmd_submit(a) -> int:
     if a.array_file:
         array_file = rd.path / "commands.txt"
         atomic_write(array_file, "\n".join(lines).encode() + b"\n")
+    max_array_size = backend.probe().get("max_array_size")
     ctx = backend.script_context(name, command, run_dir=str(rd.path), log_dir=str(rd.logs_dir),
                                  array_file=str(array_file) if array_file else None,
-                                 workdir=backend.options.workdir or os.getcwd())
+                                 workdir=backend.options.workdir or os.getcwd(),
+                                 array_directives=backend.array_directives(n if a.array_file else None,
+                                                                           name, max_array_size))
     atomic_write(rd.script_path, backend.render_script(ctx).encode(), mode=0o700)
-    from .watcher import BatchRun, ChunkState
+    if a.print_command:
+        for sub in backend.spec.submissions(str(rd.script_path), list(range(n)),
+                                            backend.options.max_running, max_array_size):
+            print(_display(sub.argv, backend.spec.script_on_stdin, str(rd.script_path)))
     from concurrent.futures import Future
+
+    from .watcher import BatchRun, ChunkState
 
     run = BatchRun(rd, {i: ChunkState(i, Future(), 1) for i in range(n)}, rd.read_meta())
     backend.submit_chunks(run, list(range(n)), reason="initial")
@@ -115,6 +174,11 @@ def cmd_submit(a) -> int:
     jobs = ",".join(s["job_id"] for s in run.meta["submissions"])
     print(f"submitted job {jobs} ({n} array task{'s' * (n != 1)}); run {rd.run_id}")
     print(f"  logs: {rd.logs_dir}   follow with: hpcpar status {rd.run_id}")
+    return 0
+
+
+def cmd_config(a) -> int:
+    sys.stdout.write(describe(resolve_cli(a.backend, a.profile, _executor_kwargs(a))))
     return 0
 
 
@@ -213,6 +277,24 @@ def cmd_logs(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from .report import load_timeline, summary_text
+
+    if a.rows < 0 or a.slowest < 0:
+        raise HpcparError("--rows and --slowest take a count >= 0")
+    tl = load_timeline(a.run, a.runs_dir)
+    print(summary_text(tl, slowest=a.slowest, max_rows=a.rows), end="")
+    png = a.png or (None if a.html or a.no_picture else f"{tl.run_id}.png")
+    if png or a.html:
+        from .report_figure import write_html, write_png
+
+        for path, write in ((png, write_png), (a.html, write_html)):
+            if path:
+                write(tl, path)
+                print(f"wrote {path}")
+    return 0
+
+
 def cmd_cancel(a) -> int:
     from .runs import resolve_run
 
@@ -252,12 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, text in (("script", cmd_script, "print the job script for a command (nothing is submitted)"),
                            ("submit", cmd_submit, "submit a command, or one array task per line of a file")):
         s = sub.add_parser(name, help=text, description=text,
-                           epilog="put the command after `--`: hpcpar %s slurm -c 2 -- python train.py --lr 0.1" % name)
-        s.add_argument("backend", choices=BACKENDS, help="scheduler")
+                           epilog=f"put the command after `--`: hpcpar {name} slurm -c 2 -- python train.py --lr 0.1")
+        s.add_argument("backend", choices=BACKENDS, nargs="?", help=BACKEND_HELP)
         _resource_args(s)
+        _print_command_arg(s, "on stderr (stdout stays the script)" if name == "script"
+                           else "before submitting")
         s.set_defaults(fn=fn)
+    text = "print the resolved options and where each came from (nothing is submitted)"
+    s = sub.add_parser("config", help=text, description=text + ": command line, HPCPAR_* "
+                       "environment variables, a profile in the config file, or the default")
+    s.add_argument("backend", choices=BACKENDS, nargs="?", help=BACKEND_HELP)
+    _resource_args(s)
+    s.set_defaults(fn=cmd_config)
 
-    s = sub.add_parser("backends", help="list backends and whether their commands are found here")
+    s = sub.add_parser("backends", help="list backends and whether their commands are found here",
+                       description="list backends and whether their commands are found here")
     s.set_defaults(fn=cmd_backends)
     for name, fn, text in (("runs", cmd_runs, "list run folders"),
                            ("status", cmd_status, "show a run's progress and its jobs' states"),
@@ -274,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--dry-run", action="store_true", help="only list what would go")
         s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
         s.set_defaults(fn=fn)
+    text = "summarise a finished or running batch run and draw its timeline (one bar per chunk)"
+    s = sub.add_parser("report", help=text, description=text + ". The picture needs matplotlib: "
+                       "pip install 'hpcpar[report]'.")
+    s.add_argument("run", help="run id or run folder path")
+    s.add_argument("--png", metavar="FILE", help="write the timeline as a PNG (default RUN_ID.png "
+                   "unless --html or --no-picture is given)")
+    s.add_argument("--html", metavar="FILE", help="write a self-contained HTML page: summary and "
+                   "timeline (inline SVG, no JavaScript)")
+    s.add_argument("--no-picture", action="store_true", help="print the summary only")
+    s.add_argument("--rows", type=int, default=50, metavar="N", help="chunks in the table (default 50)")
+    s.add_argument("--slowest", type=int, default=5, metavar="N", help="slowest chunks listed (default 5)")
+    s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
+    s.set_defaults(fn=cmd_report)
     return p
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -37,32 +38,97 @@ DEFAULT_BACKEND = "local"
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Executor options that are not resources (see :class:`hpcpar.Executor` for each).
+    """Executor options that are not resources, each documented where it is defined below.
 
-    Units are in the names: seconds (``_s``).
+    Every option is also read from ``HPCPAR_<NAME>`` and from a profile. Units are in the
+    names: seconds (``_s``).
     """
 
+    #: Local backend: worker processes (default: the CPUs this process may use,
+    #: ``os.sched_getaffinity``). Ignored by batch backends.
     max_workers: int | None = None
+    #: Tasks per chunk; one chunk is one array task (default: about ``chunks_per_slot``
+    #: chunks per slot, see below). ``map(..., chunksize=)`` overrides it for one call.
     chunksize: int | None = None
+    #: Without ``chunksize``: chunks per slot the backend offers (default 4). Slots are
+    #: ``max_workers`` locally; on a batch queue, its CPUs divided by ``cpus_per_task`` (8 if the
+    #: queue cannot be read), at most ``max_running`` and at most 250.
     chunks_per_slot: int = 4
+    #: Batch backends: folder for run folders (default ``$HPCPAR_RUNS_DIR``, else
+    #: ``platformdirs.user_data_dir("hpcpar")/runs``). Must be on a filesystem the compute
+    #: nodes share.
     runs_dir: str | None = None
+    #: A folder of job-script templates searched before the shipped ones.
     template_dir: str | None = None
+    #: Job name shown by the scheduler (default: the function's ``__name__``; ``"hpcpar"`` for
+    #: ``hpcpar script``/``submit`` and ``job_script()``). Also the prefix of the run id.
     job_name: str | None = None
+    #: Resubmissions of an array task that ended without results (default 2); locally,
+    #: reruns of a chunk whose worker process died. A task whose own code raised is not retried.
     max_retries: int = 2
+    #: Array tasks allowed to run at once (default: no limit): ``%N`` in SLURM's
+    #: ``--array``, PBS's ``-J``/``-t`` and LSF's ``-J``; ``-tc N`` on Grid Engine.
     max_running: int | None = None
+    #: A tqdm progress bar for ``map``/``map_reduce`` (default: only when stderr is a terminal).
     progress: bool | None = None
+    #: Leave jobs running when the ``with`` block raises or the driver gets SIGINT/SIGTERM,
+    #: for a later :func:`hpcpar.attach` (default False).
     detach: bool = False
+    #: Seconds between the watcher's status calls at first and after any change (default 1).
     poll_interval_s: float = 1.0
+    #: The watcher backs off (x1.5 per quiet poll) up to this many seconds (default 30).
     max_poll_interval_s: float = 30.0
+    #: ``submit`` gathers calls made within this many seconds into one array (default:
+    #: 0 for ``local``, 0.2 for batch backends).
     submit_linger_s: float | None = None
+    #: Batch backends: ask for a walltime warning (SIGUSR2) this many seconds before the
+    #: walltime, at most half of it (default 60; 0 turns it off). Rendered as SLURM's
+    #: ``--signal=B:USR2@N``; Grid Engine (``-notify``) and LSF signal at the limit instead.
     signal_s: int = 60
+    #: Seconds between a worker's partial-result checkpoints (default 10).
     checkpoint_s: float = 10.0
+    #: Python interpreter the job runs the worker with (default: this one, ``sys.executable``);
+    #: it must exist on the compute nodes and have hpcpar installed.
     python: str | None = None
+    #: Folder the job ``cd``\ s into before the setup lines (default: the driver's working
+    #: folder for runs; none for ``job_script()``).
     workdir: str | None = None
+    #: Seconds each scheduler command (``sbatch``, ``squeue``, ``qsub``...) may take before it
+    #: counts as failed (default 60): a :class:`~hpcpar.SubmissionError` with ``returncode``
+    #: None.
     command_timeout_s: float = 60.0
+    #: PBS only: ``"pro"`` (PBS Professional/OpenPBS; aliases ``"pbspro"``, ``"openpbs"``) or
+    #: ``"torque"``. Default: detected once from ``qstat --version``.
     dialect: str | None = None
+    #: Grid Engine only: the parallel environment for ``-pe PE SLOTS`` when a task asks for more
+    #: than one slot (default ``"smp"``).
     pe: str | None = None
+    #: LSF only: the site's ``LSF_UNIT_FOR_LIMITS`` (``lsf.conf``), the unit of ``-M`` and
+    #: ``rusage[mem=]``: ``KB``, ``MB``, ``GB``, ``TB``, ``PB`` or ``EB`` (default ``MB``).
     mem_unit: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, inclusive in _RANGES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+            if not ok:
+                raise ConfigError(f"option {name}={value!r} must be "
+                                  f"{'>=' if inclusive else '>'} {low}")
+        if self.max_poll_interval_s < self.poll_interval_s:
+            raise ConfigError(f"option max_poll_interval_s={self.max_poll_interval_s!r} must be "
+                              f">= poll_interval_s={self.poll_interval_s!r}")
+
+
+# (option, lower limit, limit allowed): checked when Options is made, so a bad value is refused
+# in the Executor's constructor, before anything runs.
+_RANGES = (
+    ("max_workers", 1, True), ("chunksize", 1, True), ("chunks_per_slot", 1, True),
+    ("max_retries", 0, True), ("max_running", 1, True), ("poll_interval_s", 0, False),
+    ("max_poll_interval_s", 0, False), ("submit_linger_s", 0, True), ("signal_s", 0, True),
+    ("checkpoint_s", 0, False), ("command_timeout_s", 0, False),
+)
 
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(Options))
@@ -174,6 +240,103 @@ def _coerce_option(name: str, value: Any) -> Any:
         raise ConfigError(f"option {name}={value!r} must be of type {typ}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """The outcome of :func:`explain`: what :func:`resolve` returns, and where each value came from.
+
+    Attributes
+    ----------
+    backend : str
+    resources : Resources
+    options : Options
+    profile : str or None
+        The profile used, if any.
+    sources : dict of str to str
+        For ``"backend"``, ``"profile"`` and every option and resource name: ``"keyword
+        argument"`` (or the caller's label, e.g. ``"command line"``), ``"HPCPAR_<NAME>"``,
+        ``"profile 'P' in FILE"``, ``"default_profile in FILE"`` (for the profile) or ``"default"``.
+    config_path : pathlib.Path
+        The config file searched for profiles (it may not exist).
+    """
+
+    backend: str
+    resources: Resources
+    options: Options
+    profile: str | None
+    sources: dict[str, str]
+    config_path: Path
+
+
+def default_profile_name() -> str | None:
+    """``default_profile`` of the config file, or None (no file, or no such key)."""
+    value = _load_config()[1].get("default_profile")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"default_profile={value!r} in {config_path()} must be a profile name")
+    return value
+
+
+def explain(backend: str | None, profile: str | None, kwargs: dict[str, Any], *,
+            kwarg_label: str = "keyword argument", default_profile_for_backend: bool = False) -> Resolved:
+    """:func:`resolve`, also saying where each value came from.
+
+    Parameters
+    ----------
+    backend, profile, kwargs
+        As for :func:`resolve`.
+    kwarg_label : str
+        How to name the source of ``kwargs`` and of ``backend``/``profile`` (the CLI says
+        ``"command line"``).
+    default_profile_for_backend : bool
+        Also use ``default_profile`` when ``backend`` is given, if that profile's backend is
+        the same one (the CLI does this; :class:`hpcpar.Executor` uses ``default_profile``
+        only when nothing names a backend).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`resolve`.
+    """
+    check_names(kwargs, "the keyword arguments" if kwarg_label == "keyword argument" else f"the {kwarg_label}")
+    path = config_path()
+    env = _env_values()
+    sources: dict[str, str] = {}
+    if profile:
+        sources["profile"] = kwarg_label
+    elif os.environ.get("HPCPAR_PROFILE"):
+        profile, sources["profile"] = os.environ["HPCPAR_PROFILE"], "HPCPAR_PROFILE"
+    elif backend is None and "HPCPAR_BACKEND" not in os.environ:
+        profile = default_profile_name()
+        if profile:
+            sources["profile"] = f"default_profile in {path}"
+    elif default_profile_for_backend and backend is not None:
+        name = default_profile_name()
+        if name and load_profile(name).get("backend", DEFAULT_BACKEND) == backend:
+            profile, sources["profile"] = name, f"default_profile in {path} (its backend is {backend})"
+    prof: dict[str, Any] = load_profile(profile) if profile else {}
+    where = f"profile {profile!r} in {path}"
+    if backend:
+        name, sources["backend"] = backend, kwarg_label
+    elif os.environ.get("HPCPAR_BACKEND"):
+        name, sources["backend"] = os.environ["HPCPAR_BACKEND"], "HPCPAR_BACKEND"
+    elif prof.get("backend"):
+        name, sources["backend"] = prof["backend"], where
+    else:
+        name, sources["backend"] = DEFAULT_BACKEND, "default"
+    prof.pop("backend", None)
+    name = check_backend(name)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    for key in ALL_NAMES:
+        sources[key] = (kwarg_label if key in given else f"HPCPAR_{key.upper()}" if key in env
+                        else where if key in prof else "default")
+    merged: dict[str, Any] = {**prof, **env, **given}
+    res = Resources.from_user({k: v for k, v in merged.items() if k in Resources.FIELDS})
+    opts = Options(**{k: _coerce_option(k, v) for k, v in merged.items() if k in OPTION_NAMES})
+    for field in ("job_name", "runs_dir", "workdir", "python", "pe", "dialect", "mem_unit"):
+        if getattr(opts, field) is not None:
+            check_text(field, getattr(opts, field))
+    return Resolved(name, res, opts, profile or None, sources, path)
+
+
 def resolve(backend: str | None, profile: str | None, kwargs: dict[str, Any]) -> tuple[str, Resources, Options]:
     """Merge keyword arguments, environment and profile into (backend, Resources, Options).
 
@@ -182,22 +345,5 @@ def resolve(backend: str | None, profile: str | None, kwargs: dict[str, Any]) ->
     ConfigError
         Unknown backend, option or profile, or a malformed value.
     """
-    check_names(kwargs, "the keyword arguments")
-    env = _env_values()
-    profile = profile or os.environ.get("HPCPAR_PROFILE") or None
-    prof: dict[str, Any] = {}
-    if profile is None and backend is None and "HPCPAR_BACKEND" not in os.environ:
-        _, data = _load_config()
-        profile = data.get("default_profile")
-    if profile:
-        prof = load_profile(profile)
-    name = backend or os.environ.get("HPCPAR_BACKEND") or prof.pop("backend", None) or DEFAULT_BACKEND
-    prof.pop("backend", None)
-    name = check_backend(name)
-    merged: dict[str, Any] = {**prof, **env, **{k: v for k, v in kwargs.items() if v is not None}}
-    res = Resources.from_user({k: v for k, v in merged.items() if k in Resources.FIELDS})
-    opts = Options(**{k: _coerce_option(k, v) for k, v in merged.items() if k in OPTION_NAMES})
-    for field in ("job_name", "runs_dir", "workdir", "python", "pe", "dialect", "mem_unit"):
-        if getattr(opts, field) is not None:
-            check_text(field, getattr(opts, field))
-    return name, res, opts
+    r = explain(backend, profile, kwargs)
+    return r.backend, r.resources, r.options

@@ -27,17 +27,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-import cloudpickle
-
 from . import backends, config
 from .backends.base import RunHandle, RunRequest, cancel_future
 from .errors import ConfigError, RemoteTraceback, SerializationError
 from .rundir import ChunkResult
+from .serialize import dumps
 
 
 def _dumps(obj: Any, what: str) -> bytes:
     try:
-        return cloudpickle.dumps(obj)
+        return dumps(obj)
     except Exception as exc:
         text = repr(obj)
         if len(text) > 200:
@@ -47,7 +46,7 @@ def _dumps(obj: Any, what: str) -> bytes:
 
 def _dumps_tasks(tasks: list, first_index: int) -> bytes:
     try:
-        return cloudpickle.dumps(tasks)
+        return dumps(tasks)
     except Exception:
         for offset, (args, kwargs) in enumerate(tasks):     # name the culprit
             for pos, arg in enumerate(args):
@@ -142,6 +141,9 @@ class Executor(concurrent.futures.Executor):
         A folder of job-script templates searched before the shipped ones.
     python : str, optional
         Python interpreter on the compute nodes (default: this one, ``sys.executable``).
+    chunks_per_slot, workdir, command_timeout_s, dialect, pe, mem_unit
+        Further options (``dialect`` for PBS, ``pe`` for Grid Engine, ``mem_unit`` for LSF);
+        :class:`hpcpar.config.Options` documents every option.
 
     Raises
     ------
@@ -156,7 +158,8 @@ class Executor(concurrent.futures.Executor):
         self.resources = resources
         self.options = opts
         self._backend = backends.create(name, resources, opts)
-        self._handles: list[RunHandle] = []
+        self._handles: list[RunHandle] = []  # runs that may be unfinished (pruned now and then)
+        self._prune_at = 64
         self.run_ids: list[str] = []          # every run started, in order (see hpcpar.attach)
         self._lock = threading.RLock()
         self._shutdown = False
@@ -196,8 +199,10 @@ class Executor(concurrent.futures.Executor):
         handle = self._backend.start(request)
         with self._lock:
             self.run_ids.append(handle.run_id)
-            self._handles = [h for h in self._handles if not h.done()]
             self._handles.append(handle)
+            if len(self._handles) >= self._prune_at:     # amortised O(1) per call
+                self._handles = [h for h in self._handles if not h.done()]
+                self._prune_at = max(64, 2 * len(self._handles))
         return handle
 
     def _chunk(self, items: list, chunksize: int | None) -> list[int]:
@@ -400,15 +405,22 @@ class Executor(concurrent.futures.Executor):
         return max(1, self._backend.slots())
 
     # -- dry run -----------------------------------------------------------------------------
-    def job_script(self, command: list[str] | None = None) -> str:
+    def job_script(self, command: list[str] | None = None, *, array_size: int | None = None) -> str:
         """The job script this executor would submit, without writing or submitting anything.
 
         Parameters
         ----------
         command : list of str, optional
             Run this argv instead of the hpcpar worker.
+        array_size : int, optional
+            Array tasks (chunks, for a run) to ask for: the script then carries the array
+            request as the submission makes it (``#SBATCH --array=0-N%max_running``,
+            ``#PBS -J``/``-t``, ``#BSUB -J "name[1-N]%max"``, ``#$ -t 1-N`` and ``-tc``),
+            the same directives a run's ``job.sh`` holds (on PBS Professional none: a run passes
+            ``-J`` on the command line only, see ``PbsProSpec.array_directives_in_runs``).
+            Default: no array request.
         """
-        return self._backend.job_script(command)
+        return self._backend.job_script(command, array_size=array_size, for_run=True)
 
 
 def _resolve_call(fut: Future, chunk_future: Future) -> None:

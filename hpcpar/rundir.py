@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
+from .serialize import dumps
 
 MAGIC = b"HPCPAR1\n"
 _HEADER = struct.Struct(">Q32s")          # payload length (bytes), sha256 digest
@@ -93,7 +93,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def dump_sealed(path: Path, obj: Any) -> None:
-    atomic_write(path, seal(cloudpickle.dumps(obj)))
+    atomic_write(path, seal(dumps(obj)))
 
 
 def load_sealed(path: Path) -> Any:

@@ -8,9 +8,10 @@ import enum
 class JobState(enum.Enum):
     """The state of a job or array task.
 
-    ``PENDING`` and ``RUNNING`` are live; every other state is final. ``UNKNOWN`` is what a
-    parser returns for a native state it has no entry for (it logs a warning and the watcher
-    keeps polling); ``MISSING`` means the scheduler no longer reports the job at all.
+    ``PENDING``, ``RUNNING`` and ``UNKNOWN`` are live; every other state is final.
+    ``UNKNOWN`` is what a parser returns for a native state it has no entry for (it logs a
+    warning and the watcher keeps polling); ``MISSING`` means the scheduler no longer reports
+    the job at all.
     """
 
     PENDING = "PENDING"
@@ -32,4 +33,5 @@ class JobState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
+        """True once the job has ended: every state but PENDING, RUNNING and UNKNOWN."""
         return not self.is_live

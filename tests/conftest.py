@@ -144,3 +144,15 @@ def _isolate_config(monkeypatch, tmp_path):
         if key.startswith("HPCPAR_") and key not in ("HPCPAR_REQUIRE", "HPCPAR_TEST_SHARED"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HPCPAR_CONFIG", str(tmp_path / "no-config.toml"))
+
+
+HOW_TO_START.setdefault("chromium", "scripts/ci-chromium (Debian's chromium package)")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless-capable Chromium (Debian's ``chromium``); ``HPCPAR_REQUIRE=chromium``
+    makes its absence a failure."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    need("chromium", path is not None, "no chromium or chromium-browser on PATH")
+    return path

@@ -1,4 +1,6 @@
 
+import re
+
 import pytest
 
 import hpcpar
@@ -93,3 +95,27 @@ def test_public_names():
     for name in ("ConfigError", "JobLostError", "SchedulerNotFoundError", "SerializationError",
                  "SubmissionError", "TaskError"):
         assert issubclass(getattr(hpcpar, name), hpcpar.HpcparError)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("max_workers", 0, "max_workers=0 must be >= 1"),
+    ("max_workers", -1, "max_workers=-1 must be >= 1"),
+    ("chunks_per_slot", 0, "chunks_per_slot=0 must be >= 1"),
+    ("chunksize", 0, "chunksize=0 must be >= 1"),
+    ("max_retries", -1, "max_retries=-1 must be >= 0"),
+    ("max_running", 0, "max_running=0 must be >= 1"),
+    ("poll_interval_s", 0, "poll_interval_s=0.0 must be > 0"),
+    ("poll_interval_s", float("nan"), "poll_interval_s=nan must be > 0"),
+    ("max_poll_interval_s", 0.5, "max_poll_interval_s=0.5 must be >= poll_interval_s=1.0"),
+    ("submit_linger_s", -0.1, "submit_linger_s=-0.1 must be >= 0"),
+    ("checkpoint_s", float("inf"), "checkpoint_s=inf must be > 0"),
+])
+def test_out_of_range_options_are_refused_in_the_constructor(option, value, message):
+    with pytest.raises(hpcpar.ConfigError, match=re.escape(message)):
+        hpcpar.Executor("local", **{option: value})
+
+
+def test_out_of_range_option_from_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("HPCPAR_MAX_RETRIES", "-2")
+    with pytest.raises(hpcpar.ConfigError, match="max_retries=-2 must be >= 0"):
+        hpcpar.Executor("local")

@@ -14,6 +14,10 @@ lsf.sh         ``-M 8192`` / ``rusage[mem=8192]`` (MB unit)     ``-W 1:30`` ([HH
 sge.sh         ``h_vmem=2048M`` per slot x 4 slots             ``h_rt=01:30:00``
 =============  ==============================================  =========================
 
+``*-array.sh``: the same schedulers for a 5-line ``--array-file`` with ``--max-running 2``; the
+array request is a directive in each scheduler's syntax and index base (``ARRAY_CASES``).
+tests/test_cli_arrays.py submits ``slurm-array.sh`` by hand with the real sbatch.
+
 Regenerate after an intended change: ``HPCPAR_UPDATE_GOLDEN=1 pytest tests/test_golden.py``.
 ``sbatch --test-only`` checks the SLURM one (slurm marker); ``qsub -w v`` checks the SGE one
 inside the Grid Engine container (tests/test_sge.py).
@@ -59,6 +63,49 @@ def test_golden_script(capsys, name):
         path.write_text(text)
     assert path.is_file(), f"{path} missing: run with HPCPAR_UPDATE_GOLDEN=1 to create it"
     assert text == path.read_text(), f"{name} differs from {path}; HPCPAR_UPDATE_GOLDEN=1 to accept"
+
+
+#: job arrays: 5 lines of an array file, at most 2 running; each scheduler's own index base and
+#: throttle (sbatch --array=0-4%2; qsub -J 0-4%2 (PBS Pro) / -t 0-4%2 (Torque); bsub -J
+#: "name[1-5]%2"; qsub -t 1-5 -tc 2 (Grid Engine)). The array file's path reads ``CMDS``.
+ARRAY_CASES = {
+    "slurm-array.sh": ["slurm"],
+    "pbs-pro-array.sh": ["pbs", "--dialect", "pro"],
+    "pbs-torque-array.sh": ["pbs", "--dialect", "torque"],
+    "lsf-array.sh": ["lsf"],
+    "sge-array.sh": ["sge"],
+}
+
+
+def render_array(capsys, tmp_path, name: str) -> str:
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_text("".join(f"echo {i}\n" for i in range(5)))
+    backend, *extra = ARRAY_CASES[name]
+    assert main(["script", backend, *extra, "--job-name", "golden", "--array-file", str(cmds),
+                 "--max-running", "2", "--mem", "1GB", "--walltime", "0:10:00"]) == 0
+    return capsys.readouterr().out.replace(str(cmds.resolve()), "CMDS")
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_CASES))
+def test_golden_array_script(capsys, tmp_path, name):
+    text = render_array(capsys, tmp_path, name)
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(text)
+    assert path.is_file(), f"{path} missing: run with HPCPAR_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{name} differs from {path}; HPCPAR_UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize("name,line", [
+    ("slurm-array.sh", "#SBATCH --array=0-4%2"),
+    ("pbs-pro-array.sh", "#PBS -J 0-4%2"),
+    ("pbs-torque-array.sh", "#PBS -t 0-4%2"),
+    ("lsf-array.sh", "#BSUB -J 'golden[1-5]%2'"),
+    ("sge-array.sh", "#$ -t 1-5"),
+    ("sge-array.sh", "#$ -tc 2"),
+])
+def test_golden_array_directives(name, line):
+    assert line in (GOLDEN / name).read_text().splitlines(), (name, line)
 
 
 @pytest.mark.parametrize("name,lines", [

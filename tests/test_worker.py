@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 
-import cloudpickle
 import pytest
 
 from hpcpar.rundir import ChunkResult, CorruptFileError, RunDir, driver_python_path, seal, unseal
+from hpcpar.serialize import dumps
 from hpcpar.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED
 
 
@@ -30,9 +30,9 @@ def slow(x, marker_dir):
 def make_run(root, fn, chunks, mode="map", reducer=None) -> RunDir:
     rd = RunDir.create(root, prefix="test", meta={"mode": mode, "n_chunks": len(chunks),
                                                           "python_path": driver_python_path()})
-    rd.write_function(cloudpickle.dumps({"fn": fn, "mode": mode, "reducer": reducer}))
+    rd.write_function(dumps({"fn": fn, "mode": mode, "reducer": reducer}))
     for i, tasks in enumerate(chunks):
-        rd.write_chunk(i, cloudpickle.dumps([(args, {}) for args in tasks]))
+        rd.write_chunk(i, dumps([(args, {}) for args in tasks]))
     return rd
 
 

@@ -129,6 +129,7 @@ class Backend(abc.ABC):
             "array_index_base": self.array_index_base,
             "workdir": workdir,
             "signal_s": None,
+            "array_directives": [],
             "options": self.options,
             **extra,
         }
@@ -136,19 +137,60 @@ class Backend(abc.ABC):
     def render_script(self, context: dict) -> str:
         return templates.render(self.template, context, self.options.template_dir)
 
+    def array_directives(self, n_tasks: int | None, job_name: str,
+                         max_array_size: int | None = None, for_run: bool = False) -> list[str]:
+        """Directive bodies (after ``#SBATCH`` etc.) asking for an array of ``n_tasks`` tasks;
+        none here (no scheduler) or for ``n_tasks`` None. See BatchBackend."""
+        return []
+
+    def submit_commands(self, n_tasks: int, job_name: str, script: str = "job.sh",
+                        max_array_size: int | None = None) -> list[tuple[str, ...]]:
+        """The argv(s) that submit ``script`` as ``n_tasks`` array tasks; none here."""
+        return []
+
     def job_script(self, command: list[str] | None = None, job_name: str | None = None,
-                   array_file: str | None = None, run_dir: str | None = None) -> str:
+                   array_file: str | None = None, run_dir: str | None = None,
+                   array_size: int | None = None, for_run: bool = False) -> str:
         """The script this backend would submit (a dry run: nothing is written or submitted).
 
         With ``command`` (an argv list) the job runs it; with ``array_file`` each array task
         runs one line of that file; otherwise it runs the hpcpar worker of ``run_dir``
-        (``"<RUN_DIR>"`` when not given).
+        (``"<RUN_DIR>"`` when not given). ``array_size`` (array tasks; default: the lines of
+        ``array_file``, else none) adds the array request as directives, exactly as a
+        submission asks for it (``#SBATCH --array=0-N%max_running`` ...), so the printed
+        script submitted by hand runs every task. ``for_run``: the script as a run writes it
+        (see :meth:`array_directives`).
         """
         run_dir_text = run_dir or "<RUN_DIR>"
         if command is None and array_file is None:
             command = self.worker_command(run_dir_text)
-        ctx = self.script_context(job_name or self.options.job_name or "hpcpar", command,
+        if array_size is None and array_file is not None:
+            array_size = count_lines(array_file)
+        name = job_name or self.options.job_name or "hpcpar"
+        ctx = self.script_context(name, command,
                                   run_dir=run_dir, array_file=array_file,
                                   log_dir=f"{run_dir}/logs" if run_dir else None,
-                                  workdir=self.options.workdir)
+                                  workdir=self.options.workdir,
+                                  array_directives=self.array_directives(array_size, name,
+                                                                         for_run=for_run))
         return self.render_script(ctx)
+
+
+def count_lines(path: str) -> int:
+    """Lines of an array file (one array task each); a clear error for a missing or empty file.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or has no lines.
+    """
+    from ..errors import ConfigError
+
+    try:
+        with open(path, "rb") as fh:
+            n = sum(1 for _ in fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the array file {path}: {exc.strerror}") from exc
+    if n == 0:
+        raise ConfigError(f"the array file {path} is empty: it needs one command per line")
+    return n

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _signals, _subprocess
+from .. import _signals, _subprocess, templates
 from ..config import default_runs_dir
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, SubmissionError
 from ..resources import format_hms
@@ -143,6 +143,28 @@ class BatchBackend(Backend):
             ctx["signal_s"] = self.signal_seconds()
         return ctx
 
+    def planned_submissions(self, n_tasks: int, job_name: str, script: str = "job.sh",
+                            max_array_size: int | None = None):
+        """The submissions of ``n_tasks`` array tasks (chunks 0..n-1), from the spec (pure)."""
+        return self.spec.planned_submissions(range(n_tasks), self.options.max_running,
+                                             max_array_size, job_name, script)
+
+    def array_directives(self, n_tasks, job_name, max_array_size=None, for_run=False):
+        """The first submission's array options as directive bodies, each word shell-quoted
+        (``--array=0-9%2``; ``-J 'name[1-10]%2'``). They come from the same
+        :class:`~hpcpar.backends.spec.Submission` as the submit command, so the script asks for
+        what is submitted; when more than one submission is needed (more tasks than the
+        scheduler's array size limit) the script carries the first one's. ``for_run``: for a
+        run's job.sh, which resubmissions reuse (none where the spec says
+        ``array_directives_in_runs = False``)."""
+        if not n_tasks or (for_run and not self.spec.array_directives_in_runs):
+            return []
+        subs = self.planned_submissions(n_tasks, job_name, max_array_size=max_array_size)
+        return [" ".join(templates.q(w) for w in option) for option in subs[0].array_options]
+
+    def submit_commands(self, n_tasks, job_name, script="job.sh", max_array_size=None):
+        return [sub.argv for sub in self.planned_submissions(n_tasks, job_name, script, max_array_size)]
+
     # -- running -----------------------------------------------------------------------------
     def start(self, request: RunRequest) -> RunHandle:
         self.validate()
@@ -168,7 +190,9 @@ class BatchBackend(Backend):
             rd.write_chunk(i, chunk)
         script = self.render_script(self.script_context(
             request.job_name, self.worker_command(str(rd.path)), run_dir=str(rd.path),
-            log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd()))
+            log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd(),
+            array_directives=self.array_directives(len(request.chunks), request.job_name,
+                                                   probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
         chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
         run = BatchRun(rd, chunks, meta)

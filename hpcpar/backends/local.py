@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,6 +24,16 @@ from ..states import JobState
 from .base import Backend, RunHandle, RunRequest, cancel_future
 
 _FN_CACHE: dict[str, dict] = {}
+
+
+def _fresh_random_state() -> None:
+    """Pool initializer: give each forked worker its own numpy global random stream, as each
+    array task on a cluster has (forked children otherwise all continue the parent's stream:
+    40 draws gave 20 distinct values on 2 workers). CPython reseeds :mod:`random` at fork
+    itself; a numpy imported later in the worker seeds itself from the OS."""
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()
 
 
 def _run_chunk(key: str, fn_payload: bytes, chunk_bytes: bytes, chunk: int) -> ChunkResult:
@@ -62,13 +73,18 @@ class LocalBackend(Backend):
         with self._lock:
             if self._pool is None or self._pool is broken:
                 if broken is not None:
-                    broken.shutdown(wait=False, cancel_futures=True)
+                    # Not here: this runs in the broken pool's done callbacks, which Python
+                    # 3.12+ calls while holding the pool's shutdown lock, which shutdown()
+                    # takes too (a deadlock). A thread reaps it once the lock is free.
+                    threading.Thread(target=broken.shutdown, kwargs={"cancel_futures": True},
+                                     name="hpcpar-reap-broken-pool", daemon=True).start()
                 # fork, not spawn/forkserver: those re-import __main__ in every worker, which
                 # re-runs a user's script that lacks a main guard (and fails for stdin or a
                 # notebook). Functions travel by value through cloudpickle, so nothing from
                 # __main__ is needed. The pool forks once, when first used, and is reused.
                 ctx = multiprocessing.get_context("fork")
-                self._pool = ProcessPoolExecutor(self._max_workers, mp_context=ctx)
+                self._pool = ProcessPoolExecutor(self._max_workers, mp_context=ctx,
+                                                 initializer=_fresh_random_state)
             return self._pool
 
     def start(self, request: RunRequest) -> RunHandle:

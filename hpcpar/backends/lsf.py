@@ -53,6 +53,7 @@ class LsfSpec(SchedulerSpec):
     commands = ("bsub", "bjobs", "bkill")
     array_index_var = "LSB_JOBINDEX"
     array_index_base = 1
+    script_on_stdin = True
     BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason"
 
     # bjobs description -> JOB STATUS; "LSF terms and concepts / Job states".
@@ -121,17 +122,24 @@ class LsfSpec(SchedulerSpec):
         """``bsub -J "name[1-4,9]%max"`` with the script on stdin; at most ``max_array_size``
         elements per submission (``MAX_JOB_ARRAY_SIZE``, lsb.params; it also bounds the index,
         so larger runs are refused by LSF rather than shifted)."""
-        name = job_name_of(text)
+        return self._submissions(job_name_of(text), text, indices, max_running, max_array_size, extra_env)
+
+    def planned_submissions(self, indices, max_running, max_array_size, job_name, script="job.sh"):
+        """As :meth:`submissions_for_text`, before the script exists (no stdin yet)."""
+        return self._submissions(job_name, None, indices, max_running, max_array_size)
+
+    def _submissions(self, name, text, indices, max_running, max_array_size, extra_env=None):
         limit = max_array_size or DEFAULT_MAX_ARRAY_SIZE
         wanted = sorted(set(indices))
         out = []
         for start in range(0, len(wanted), limit):
             block = wanted[start:start + limit]
             spec = range_text(compress_ranges(i + self.array_index_base for i in block))
-            argv = ["bsub", "-J", f"{name}[{spec}]" + (f"%{max_running}" if max_running else "")]
+            options = [("-J", f"{name}[{spec}]" + (f"%{max_running}" if max_running else ""))]
             if extra_env:
-                argv += ["-env", "all, " + ", ".join(f"{k}={v}" for k, v in sorted(extra_env.items()))]
-            out.append(Submission(tuple(argv), tuple(block), stdin=text))
+                options.append(("-env", "all, " + ", ".join(f"{k}={v}" for k, v in sorted(extra_env.items()))))
+            argv = ["bsub", *(w for o in options for w in o)]
+            out.append(Submission(tuple(argv), tuple(block), stdin=text, array_options=tuple(options)))
         return out
 
     def parse_job_id(self, stdout: str) -> str:

@@ -117,6 +117,11 @@ class PbsProSpec(_PbsCommon):
     dialect = "pro"
     array_index_var = "PBS_ARRAY_INDEX"
     array_index_base = 0
+    #: a one-index (re)submission is a plain job: qsub refuses ``-J X-X`` (OpenPBS
+    #: ``chk_Jrange``: start < end), and no command-line option cancels an embedded ``#PBS -J``,
+    #: so a run's job.sh leaves ``-J`` to the command line (scripts from ``hpcpar script`` and
+    #: ``hpcpar submit``, never resubmitted, carry it)
+    array_directives_in_runs = False
 
     # qstat(1B) "Job Status in Default Format", pbs_job_attributes(7B) job_state, Reference
     # Guide 2021.1 §8.1 "Job States". F and X are final and classified by Exit_status.
@@ -184,15 +189,16 @@ class PbsProSpec(_PbsCommon):
             for start in range(a, b + 1, limit):
                 stop = min(b, start + limit - 1)
                 env = dict(extra_env or {})
-                argv = ["qsub"]
+                options = []
                 if start == stop:
                     env["HPCPAR_ARRAY_INDEX"] = str(start)
                 else:
-                    argv += ["-J", f"{start}-{stop}" + (f"%{max_running}" if max_running else "")]
+                    options.append(("-J", f"{start}-{stop}" + (f"%{max_running}" if max_running else "")))
                 if env:
-                    argv += ["-v", ",".join(f"{k}={v}" for k, v in sorted(env.items()))]
-                argv.append(script)
-                out.append(Submission(tuple(argv), tuple(range(start, stop + 1))))
+                    options.append(("-v", ",".join(f"{k}={v}" for k, v in sorted(env.items()))))
+                argv = ["qsub", *(w for o in options for w in o), script]
+                out.append(Submission(tuple(argv), tuple(range(start, stop + 1)),
+                                      array_options=tuple(options)))
         return out
 
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
@@ -284,12 +290,11 @@ class TorqueSpec(_PbsCommon):
     def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
         """One ``qsub -t a-b,c-d[%max]`` (Torque ``-t`` takes a comma list of ranges and a
         ``%`` slot limit)."""
-        argv = ["qsub", "-t", _ranges(indices) + (f"%{max_running}" if max_running else "")]
+        options = [("-t", _ranges(indices) + (f"%{max_running}" if max_running else ""))]
         if extra_env:
-            argv += ["-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))]
-        argv += self.extra_submit_args(script)
-        argv.append(script)
-        return [Submission(tuple(argv), tuple(sorted(set(indices))))]
+            options.append(("-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))))
+        argv = ["qsub", *(w for o in options for w in o), *self.extra_submit_args(script), script]
+        return [Submission(tuple(argv), tuple(sorted(set(indices))), array_options=tuple(options))]
 
     def extra_submit_args(self, script: str) -> list[str]:
         return []

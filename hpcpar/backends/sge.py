@@ -162,13 +162,14 @@ class SgeSpec(SchedulerSpec):
             for start in range(a, b + 1, limit):
                 stop = min(b, start + limit - 1)
                 base = self.array_index_base
-                argv = ["qsub", "-terse", "-t", f"{start + base}-{stop + base}"]
+                options = [("-t", f"{start + base}-{stop + base}")]
                 if max_running:
-                    argv += ["-tc", str(max_running)]
+                    options.append(("-tc", str(max_running)))
                 if extra_env:
-                    argv += ["-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))]
-                argv.append(script)
-                out.append(Submission(tuple(argv), tuple(range(start, stop + 1))))
+                    options.append(("-v", ",".join(f"{k}={v}" for k, v in sorted(extra_env.items()))))
+                argv = ["qsub", "-terse", *(w for o in options for w in o), script]
+                out.append(Submission(tuple(argv), tuple(range(start, stop + 1)),
+                                      array_options=tuple(options)))
         return out
 
     def parse_job_id(self, stdout: str) -> str:

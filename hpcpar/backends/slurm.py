@@ -77,14 +77,14 @@ class SlurmSpec(SchedulerSpec):
             spec = range_text(compress_ranges(i - offset for i in block))
             if max_running:
                 spec += f"%{max_running}"
-            argv = ["sbatch", "--parsable", f"--array={spec}"]
+            options = [(f"--array={spec}",)]
             env = dict(extra_env or {})
             if offset:
                 env["HPCPAR_INDEX_OFFSET"] = str(offset)
             if env:
-                argv.append("--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in sorted(env.items())]))
-            argv.append(script)
-            out.append(Submission(tuple(argv), tuple(block), offset=offset))
+                options.append(("--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in sorted(env.items())]),))
+            argv = ["sbatch", "--parsable", *(w for o in options for w in o), script]
+            out.append(Submission(tuple(argv), tuple(block), offset=offset, array_options=tuple(options)))
         return out
 
     def parse_job_id(self, stdout: str) -> str:

@@ -42,12 +42,20 @@ class Submission:
 
     ``argv`` runs with ``stdin`` as standard input (LSF reads the script from stdin). Chunk
     ``i`` of ``indices`` becomes array index ``i - offset + array_index_base``.
+
+    ``array_options`` are the options of ``argv`` that ask for the array (each a tuple of the
+    flag and its value, e.g. ``("--array=0-9%2",)`` or ``("-t", "1-10")``). The first
+    submission's are also rendered into the job script as directives (a scheduler reads the
+    same option from a directive line), so a script submitted by hand asks for the same array;
+    on the command line they override the directives (each scheduler's precedence rule), which
+    is how resubmissions of a few indices reuse the script.
     """
 
     argv: tuple[str, ...]
     indices: tuple[int, ...]
     stdin: str | None = None
     offset: int = 0
+    array_options: tuple[tuple[str, ...], ...] = ()
 
 
 def compress_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
@@ -81,6 +89,12 @@ class SchedulerSpec:
     #: what the worker does on SIGUSR2, the walltime warning: "checkpoint" (save and go on,
     #: when the warning comes before the limit) or "stop" (save and exit, when it comes at it)
     on_warning: ClassVar[str] = "stop"
+    #: True if a run's job.sh may carry the array request as directives: every resubmission
+    #: (of a few lost indices, reusing job.sh) then puts its own array options on the command
+    #: line, which override the directives
+    array_directives_in_runs: ClassVar[bool] = True
+    #: True if the submit command reads the script on stdin (LSF's ``bsub < job.sh``)
+    script_on_stdin: ClassVar[bool] = False
     #: native state -> JobState, with the documentation it comes from in the subclass
     STATES: ClassVar[Mapping[str, JobState]] = {}
 
@@ -99,6 +113,13 @@ class SchedulerSpec:
                     max_array_size: int | None, extra_env: Mapping[str, str] | None = None) -> list[Submission]:
         """The commands that submit array tasks for ``indices`` (chunk indices)."""
         raise NotImplementedError
+
+    def planned_submissions(self, indices: Sequence[int], max_running: int | None,
+                            max_array_size: int | None, job_name: str,
+                            script: str = "job.sh") -> list[Submission]:
+        """:meth:`submissions` for a script not written yet (a dry run, or the array directives
+        of the script about to be written); pure. ``job_name`` is the script's job name."""
+        return self.submissions(script, indices, max_running, max_array_size)
 
     def parse_job_id(self, stdout: str) -> str:
         """The job id in the submit command's standard output."""
