@@ -99,13 +99,6 @@ class HpcparBackend(ParallelBackendBase):
     **options
         :class:`hpcpar.Executor` options. ``job_name`` defaults to ``"joblib"``.
 
-    Notes
-    -----
-    joblib's own knobs apply: ``n_jobs`` (``-1``: every slot the backend offers, see
-    :meth:`hpcpar.Executor.slots`; a positive value also caps the array tasks running at once),
-    ``max_nbytes`` (arguments at least this big are stored once per call, see
-    :mod:`hpcpar.argstore`; ``None`` disables) and ``mmap_mode``.
-
     Attributes
     ----------
     hpcpar_backend : str
@@ -121,6 +114,13 @@ class HpcparBackend(ParallelBackendBase):
     ConfigError
         At ``parallel_config`` time, before anything runs: unknown option (the message lists
         the valid ones), unknown backend or profile, bad resource value, unknown ``nested``.
+
+    Notes
+    -----
+    joblib's own knobs apply: ``n_jobs`` (``-1``: every slot the backend offers, see
+    :meth:`hpcpar.Executor.slots`; a positive value also caps the array tasks running at once),
+    ``max_nbytes`` (arguments at least this big are stored once per call, see
+    :mod:`hpcpar.argstore`; ``None`` disables) and ``mmap_mode``.
     """
 
     default_n_jobs = -1
@@ -204,6 +204,11 @@ class HpcparBackend(ParallelBackendBase):
     def configure(self, n_jobs: int = 1, parallel: Any = None, prefer: Any = None,
                   require: Any = None, max_nbytes: Any = "1M", mmap_mode: str | None = "r",
                   **backend_kwargs: Any) -> int:
+        """Prepare one joblib call (joblib calls this); returns the effective ``n_jobs``.
+
+        ``max_nbytes`` (bytes, or a string such as ``"1M"``; ``None`` stores nothing) and
+        ``mmap_mode`` say which arguments :mod:`hpcpar.argstore` stores and how workers map them.
+        """
         self.parallel = parallel
         if isinstance(max_nbytes, str):          # joblib converts it already; a direct call may not
             from joblib.disk import memstr_to_bytes
@@ -244,6 +249,7 @@ class HpcparBackend(ParallelBackendBase):
     apply_async = submit        # the name joblib < 1.5 calls
 
     def retrieve_result_callback(self, out: Future) -> Any:
+        """The result of a joblib batch (its list of task results), or raise its exception."""
         return out.result()
 
     @contextlib.contextmanager
@@ -273,6 +279,7 @@ class HpcparBackend(ParallelBackendBase):
         return clone
 
     def stop_call(self) -> None:
+        """End of a joblib call's dispatch: submit what is left and restore ``pre_dispatch``."""
         self._groups.flush()
         parallel = getattr(self, "parallel", None)
         if parallel is not None and self._saved_pre_dispatch is not None:
