@@ -265,3 +265,11 @@ def test_argstore_sparse_round_trip(tmp_path):
     back = pickle.loads(pickle.dumps(ref))                 # what a worker gets
     assert (back != m).nnz == 0
     store.close()
+
+
+def test_a_missing_scheduler_is_a_clear_error_and_nothing_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))              # no bsub (nor anything else) here
+    with joblib.parallel_config(backend="hpcpar", hpcpar_backend="lsf") as cfg, \
+            pytest.raises(hpcpar.SchedulerNotFoundError, match="'bsub'"):
+        Parallel(n_jobs=-1)(delayed(abs)(i) for i in range(10))
+    assert cfg["backend"].run_ids == []
