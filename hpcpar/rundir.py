@@ -9,6 +9,7 @@ One private (0700) folder per run, on a filesystem that the driver and the compu
       results/000042.pkl    chunk 42's outcome, one per task, plus host and timing
       logs/                 scheduler stdout/stderr, one pair per array task
       job.sh                the rendered job script
+      cancel-requested      present once `hpcpar cancel` asked for the run to stop
 
 Every ``.pkl`` is written as a sealed blob: a magic line, the payload length and its SHA-256,
 then the payload, written to a temporary file and renamed into place. A reader checks all
@@ -187,6 +188,11 @@ class RunDir:
     @property
     def script_path(self) -> Path:
         return self.path / "job.sh"
+
+    @property
+    def cancel_request_path(self) -> Path:
+        """``cancel-requested``: written by ``hpcpar cancel``; the run's watcher honours it."""
+        return self.path / "cancel-requested"
 
     def chunk_path(self, i: int) -> Path:
         return self.chunks_dir / f"{i:0{CHUNK_DIGITS}d}.pkl"

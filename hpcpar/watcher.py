@@ -23,8 +23,10 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from .backends.base import cancel_future
 from .backends.spec import TaskStatus
 from .errors import HpcparError, JobLostError, SubmissionError
+from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError, RunDir
 from .states import JobState
 
@@ -59,6 +61,10 @@ class BatchRun:
         self.unfinished = dict(chunks)
         self.meta = meta
         self.lock = threading.Lock()
+
+    def cancel_requested(self) -> bool:
+        """True once the run folder holds a cancel request (``hpcpar cancel``)."""
+        return self.rd.cancel_request_path.exists()
 
     @property
     def futures(self) -> list[Future]:
@@ -164,58 +170,88 @@ class Watcher(threading.Thread):
         self.failures, self.failing_since = 0, None
         now = time.monotonic()
         changed = False
-        decide: list[tuple[BatchRun, ChunkState]] = []
+        settle: list[tuple[BatchRun, ChunkState]] = []     # final past the grace period
+        cancels: list[tuple[BatchRun, ChunkState]] = []
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
             except OSError as exc:
                 log.warning("cannot list %s: %s", run.rd.results_dir, exc)
                 continue
+            cancel_requested = run.cancel_requested()
             for idx, c in list(run.unfinished.items()):
                 if c.future.cancelled():
                     continue
                 mtime = mtimes.get(idx)
+                facts = ResultFacts.of(c.partial)
                 if mtime is not None and mtime != c.result_mtime:
                     c.result_mtime = mtime
-                    result = self._read(run, idx)
-                    if result is not None and result.complete:
-                        self._finish(run, c, result=result)
-                        changed = True
-                        continue
-                    c.partial = result if result is not None else c.partial
-                status = statuses.get(c.task_id or "", TaskStatus(JobState.MISSING))
-                c.status = status
-                if status.state.is_live:
+                    result, facts = self._read(run, idx)
+                    if result is not None:
+                        c.partial = result
+                c.status = statuses.get(c.task_id or "", TaskStatus(JobState.MISSING))
+                if c.status.state.is_live:
                     c.final_since = None
-                    continue
-                if c.final_since is None:
+                elif c.final_since is None:
                     c.final_since = now
                     changed = True          # look again soon
-                elif now - c.final_since >= self.backend.lost_grace_s:
-                    decide.append((run, c))
-        if decide:
+                action = self._decide(c, facts, now, cancel_requested)
+                if action is Action.RESOLVE:
+                    self._finish(run, c, result=c.partial)
+                    changed = True
+                elif action is Action.CANCELLED:
+                    cancels.append((run, c))
+                elif action is not Action.WAIT:
+                    settle.append((run, c))
+        if cancels:
             changed = True
-            self._refine_final(decide)
-            self._handle_lost(decide)
+            self._cancel_requested(cancels)
+        if settle:
+            changed = True
+            self._refine_final(settle)
+            self._handle_lost(settle)
         return changed
 
-    def _read(self, run: BatchRun, idx: int) -> ChunkResult | None:
+    def _decide(self, c: ChunkState, facts: ResultFacts, now: float,
+                cancel_requested: bool) -> Action:
+        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since),
+                      c.status.state, facts, now, max_retries=self.backend.options.max_retries,
+                      grace_s=self.backend.lost_grace_s, cancel_requested=cancel_requested)
+
+    def _read(self, run: BatchRun, idx: int) -> tuple[ChunkResult | None, ResultFacts]:
+        """Chunk ``idx``'s results file and what it says; a corrupt one is moved aside."""
         try:
-            return run.rd.read_result(idx)
+            result = run.rd.read_result(idx)
         except CorruptFileError as exc:
             moved = run.rd.quarantine_result(idx)
             log.warning("%s; moved to %s, the chunk will be rerun", exc, moved.name)
-            return None
+            return None, ResultFacts(ResultKind.CORRUPT)
         except (OSError, EOFError, ValueError) as exc:
             log.warning("cannot read result %d of %s: %s", idx, run.rd.run_id, exc)
-            return None
+            return None, ABSENT
+        return result, ResultFacts.of(result)
 
-    def _refine_final(self, decide) -> None:
+    def _cancel_requested(self, pairs) -> None:
+        """Honour a cancel request: cancel the live array tasks in one command, then the futures."""
+        ids = []
+        for run, c in pairs:
+            with run.lock:
+                if run.unfinished.pop(c.index, None) is None:
+                    continue
+            if c.status.state.is_live and c.task_id:
+                ids.append(c.task_id)
+            cancel_future(c.future)
+        if ids:
+            log.warning("%s: cancel requested; cancelling %d array task(s)", self.backend.name, len(ids))
+        self.backend.cancel_ids(ids)
+        self.update_meta({run for run, _ in pairs})
+
+    def _refine_final(self, settle) -> None:
         """Final states from accounting (sacct), one call, when the scheduler has it."""
         spec = self.backend.spec
         if not self.backend.probe().get("accounting"):
             return
-        ids = [c.task_id for _, c in decide if c.task_id]
+        ids = [c.task_id for _, c in settle if c.task_id]
         argv = spec.final_status_argv(ids)
         if not argv:
             return
@@ -224,29 +260,32 @@ class Watcher(threading.Thread):
             log.warning("%s: %s exited %d: %s", self.backend.name, argv[0], proc.returncode, proc.stderr.strip())
             return
         final = spec.parse_final_status(proc.stdout)
-        for _, c in decide:
+        for _, c in settle:
             st = final.get(c.task_id or "")
             if st is not None and not st.state.is_live:
                 c.status = st
 
-    def _handle_lost(self, decide) -> None:
+    def _handle_lost(self, settle) -> None:
         opts = self.backend.options
         by_run: dict[BatchRun, dict[str, list[int]]] = {}
-        for run, c in decide:
-            result = self._read(run, c.index) if run.rd.result_path(c.index).exists() else None
-            if result is not None and result.complete:       # arrived during the grace period
-                self._finish(run, c, result=result)
-                continue
+        now = time.monotonic()
+        for run, c in settle:
+            # look once more: the results may have arrived during the grace period
+            result, facts = (self._read(run, c.index) if run.rd.result_path(c.index).exists()
+                             else (None, ABSENT))
             c.partial = result
-            requeue = (result is not None and result.warned and result.attempts >= c.attempts
-                       and result.done > c.done_at_submit)
-            if requeue:
+            action = self._decide(c, facts, now, run.cancel_requested())
+            if action is Action.RESOLVE:
+                self._finish(run, c, result=result)
+            elif action is Action.CANCELLED:
+                self._cancel_requested([(run, c)])
+            elif action is Action.REQUEUE:
                 by_run.setdefault(run, {}).setdefault("requeue", []).append(c.index)
-            elif c.retries < opts.max_retries:
+            elif action is Action.RETRY:
                 log.warning("%s: array task %s ended %s without results; resubmitting (retry %d of %d)",
                             self.backend.name, c.task_id, c.status.state.name, c.retries + 1, opts.max_retries)
                 by_run.setdefault(run, {}).setdefault("retry", []).append(c.index)
-            else:
+            elif action is Action.LOST:
                 stem = self.backend.spec.log_stem(c.task_id or "")
                 self._finish(run, c, error=JobLostError(
                     c.status.state, c.task_id or "?", c.status.exit_code,
