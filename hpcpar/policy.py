@@ -88,7 +88,7 @@ class ResultFacts:
     warned: bool = False
 
     @classmethod
-    def of(cls, result) -> "ResultFacts":
+    def of(cls, result) -> ResultFacts:
         """From a :class:`~hpcpar.rundir.ChunkResult` (or None: absent)."""
         if result is None:
             return cls()

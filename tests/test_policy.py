@@ -82,7 +82,7 @@ def test_a_cancelled_task_is_never_resubmitted():
 
 def test_requeue_needs_progress_by_the_latest_attempt():
     final = ChunkFacts(attempts=2, retries=0, done_at_submit=5, final_since=NOW - 60)
-    kw = dict(max_retries=1, grace_s=GRACE_S)
+    kw = {"max_retries": 1, "grace_s": GRACE_S}
     no_progress = ResultFacts(K.PARTIAL, done=5, attempts=2, warned=True)
     stale = ResultFacts(K.PARTIAL, done=7, attempts=1, warned=True)     # written by attempt 1
     progress = ResultFacts(K.PARTIAL, done=7, attempts=2, warned=True)
