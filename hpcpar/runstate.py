@@ -168,7 +168,7 @@ class Run:
         self.meta = meta
         self.meta.setdefault("submissions", [])
         self.lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()      # guards meta (and the file) while changed or written
 
     @classmethod
     def reopen(cls, rd: RunDir, task_id: Callable[[str, int], str]) -> Run:
@@ -199,16 +199,17 @@ class Run:
     def record_submission(self, job_id: str, task_ids: Mapping[int, str], reason: str,
                           offset: int = 0) -> None:
         """Chunks ``task_ids`` (chunk index -> array task id) were submitted as job ``job_id``."""
-        reason = SubmitReason(reason)
+        why = SubmitReason(reason)
         for i, tid in task_ids.items():
             c = self.chunks[i]
             c.job_id, c.task_id = job_id, tid
             c.attempts += 1
-            c.retries += reason is SubmitReason.RETRY
+            c.retries += why is SubmitReason.RETRY
             c.done_at_submit = c.partial.done if c.partial else 0
             c.status, c.final_since = None, None     # pending until polled
-        self.meta["submissions"].append({"job_id": job_id, "indices": list(task_ids), "offset": offset,
-                                         "reason": reason.value, "time": time.time()})
+        with self._write_lock:
+            self.meta["submissions"].append({"job_id": job_id, "indices": list(task_ids),
+                                             "offset": offset, "reason": why.value, "time": time.time()})
 
     def cancel_chunk(self, c: ChunkState) -> bool:
         """Cancel chunk ``c``'s future if it has not finished, notifying its waiters (as an
@@ -223,8 +224,9 @@ class Run:
 
     def set_phase(self, phase: RunPhase) -> None:
         """Record ``phase`` and write ``run.json``."""
-        self.meta["state"] = RunPhase(phase).value
-        self.save()
+        with self._write_lock:
+            self.meta["state"] = RunPhase(phase).value
+            self.save()
 
     def settle(self) -> RunPhase:
         """Record the phase the futures show (RUNNING while any is unfinished, else FAILED,

@@ -63,9 +63,14 @@ class WatchPort(Protocol):
         Seconds a final array task may lack a complete results file before it counts as lost.
     """
 
-    name: str
-    options: Any
-    lost_grace_s: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> Any: ...
+
+    @property
+    def lost_grace_s(self) -> float: ...
 
     def poll(self, job_ids: Sequence[str]) -> dict:
         """Array task id -> status (``.state``, ``.native``, ``.exit_code``) for every task of
@@ -97,7 +102,7 @@ class Watcher(threading.Thread):
         self.options = owner.options
         self.grace_s = owner.lost_grace_s
         self.cond = threading.Condition()
-        self._owner = weakref.ref(owner, lambda _ref, cond=self.cond: _wake(cond))
+        self._owner = weakref.ref(owner, self._owner_gone)
         self.runs: list[tuple[Run, WatchPort]] = []     # each live run keeps its port alive
         self.to_cancel: list[tuple[Run, ChunkState]] = []
         self.stopping = False
@@ -117,6 +122,10 @@ class Watcher(threading.Thread):
     def cancel_later(self, run: Run, c: ChunkState) -> None:
         with self.cond:
             self.to_cancel.append((run, c))
+            self.cond.notify()
+
+    def _owner_gone(self, _ref: object) -> None:
+        with self.cond:
             self.cond.notify()
 
     def live_runs(self) -> list[Run]:
@@ -327,6 +336,3 @@ class Watcher(threading.Thread):
                 log.warning("cannot update %s: %s", run.rd.meta_path, exc)
 
 
-def _wake(cond: threading.Condition) -> None:
-    with cond:
-        cond.notify()

@@ -150,9 +150,8 @@ def test_a_submit_output_without_a_job_id_is_not_reported_as_its_stderr(tmp_path
     fake_bin(tmp_path, monkeypatch, sbatch="#!/bin/sh\necho 'Submitted to the moon'\n",
              squeue=RECORDER, scancel=RECORDER, scontrol="#!/bin/sh\n", sinfo="#!/bin/sh\n")
     monkeypatch.setenv("HPCPAR_RUNS_DIR", str(tmp_path / "runs"))
-    with pytest.raises(hpcpar.SubmissionError) as err:
-        with hpcpar.Executor("slurm") as ex:
-            ex.map(abs, [-1])
+    with pytest.raises(hpcpar.SubmissionError) as err, hpcpar.Executor("slurm") as ex:
+        ex.map(abs, [-1])
     e = err.value
     assert e.returncode == 0 and e.stderr == "" and e.stdout.strip() == "Submitted to the moon"
     assert "no job id" in str(e) and "Submitted to the moon" in str(e)

@@ -9,10 +9,13 @@ one status call and resolves, requeues or resubmits chunks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
 import threading
+import weakref
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import ClassVar
@@ -205,8 +208,15 @@ class BatchBackend(Backend):
         return _BatchHandle(rd.run_id, run.futures, self, run)
 
     def watch(self, run: Run) -> None:
+        owner = weakref.ref(self)           # a future kept by the user does not keep the backend
+
+        def on_done(f: Future, run: Run = run, c: ChunkState | None = None) -> None:
+            backend = owner()
+            if f.cancelled() and backend is not None and c is not None:
+                backend._watcher_for().cancel_later(run, c)
+
         for c in run.chunks.values():
-            c.future.add_done_callback(lambda f, run=run, c=c: f.cancelled() and self._watcher_for().cancel_later(run, c))
+            c.future.add_done_callback(functools.partial(on_done, run=run, c=c))
         _signals.register(self)
         self._watcher_for().add(run, self)
 
@@ -218,7 +228,7 @@ class BatchBackend(Backend):
             return self._watcher
 
     # -- the watcher's port (hpcpar.watcher.WatchPort): poll, resubmit, cancel -----------------
-    def poll(self, job_ids: list[str]) -> dict[str, TaskStatus]:
+    def poll(self, job_ids: Sequence[str]) -> dict[str, TaskStatus]:
         """Every array task of ``job_ids``, from one status call.
 
         Raises
@@ -237,7 +247,7 @@ class BatchBackend(Backend):
             raise StatusError(argv, proc.returncode, proc.stderr, proc.stdout)
         return self.spec.parse_status(proc.stdout)
 
-    def final_states(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+    def final_states(self, task_ids: Sequence[str]) -> dict[str, TaskStatus]:
         """Final states from accounting (sacct), one call, when the scheduler has it."""
         if not task_ids or not self.probe().get("accounting"):
             return {}
@@ -253,7 +263,7 @@ class BatchBackend(Backend):
     def resubmit(self, run: Run, indices: list[int], reason: str) -> None:
         self.submit_chunks(run, indices, reason)
 
-    def cancel(self, ids: list[str]) -> None:
+    def cancel(self, ids: Sequence[str]) -> None:
         self.cancel_ids(ids)
 
     def log_stem(self, task_id: str) -> str:
@@ -283,12 +293,12 @@ class BatchBackend(Backend):
             log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name, job_id,
                      len(sub.indices), reason, run.rd.run_id)
 
-    def cancel_ids(self, ids: list[str]) -> None:
+    def cancel_ids(self, ids: Sequence[str | None]) -> None:
         """One cancel command for these job ids or array task ids; failures are logged."""
-        ids = sorted({i for i in ids if i})
-        if not ids:
+        todo = sorted({i for i in ids if i})
+        if not todo:
             return
-        proc = self.run_cmd(self.spec.cancel_argv(ids), check=False)
+        proc = self.run_cmd(self.spec.cancel_argv(todo), check=False)
         if proc.returncode != 0:
             log.warning("%s: cancel exited %d: %s", self.name, proc.returncode, proc.stderr.strip())
 
