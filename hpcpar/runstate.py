@@ -13,7 +13,9 @@ a later :func:`hpcpar.attach`, cancels the unfinished chunks and records ``cance
 
     run_id, created (epoch s), state (a RunPhase value), backend, kind, mode, job_name,
     n_chunks, chunk_sizes, resources, options, python, python_path, driver {host, pid},
-    accounting, submissions: [{job_id, indices, offset, reason, time}]
+    accounting, submissions: [{job_id, job_ids, indices, task_ids, offset, reason, time}]
+    (``task_ids[k]`` is the array task id of chunk ``indices[k]``, as the scheduler named it
+    at submission; runs written before task ids were recorded have none)
 """
 
 from __future__ import annotations
@@ -178,11 +180,12 @@ class Run:
         sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
         chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
         for sub in meta.get("submissions", []):
-            for i in sub["indices"]:
+            recorded = sub.get("task_ids") or []
+            for k, i in enumerate(sub["indices"]):
                 c = chunks[i]
                 c.job_id = sub["job_id"]
-                c.task_id = sub.get("task_ids", {}).get(str(i)) or task_id(
-                    sub["job_id"], i - sub.get("offset", 0))
+                c.task_id = (recorded[k] if k < len(recorded)
+                             else task_id(sub["job_id"], i - sub.get("offset", 0)))
                 c.attempts += 1
                 c.retries += sub.get("reason") == SubmitReason.RETRY
         return cls(rd, chunks, meta)
@@ -208,8 +211,10 @@ class Run:
             c.done_at_submit = c.partial.done if c.partial else 0
             c.status, c.final_since = None, None     # pending until polled
         with self._write_lock:
-            self.meta["submissions"].append({"job_id": job_id, "indices": list(task_ids),
-                                             "offset": offset, "reason": why.value, "time": time.time()})
+            self.meta["submissions"].append({
+                "job_id": job_id, "job_ids": [job_id], "indices": list(task_ids),
+                "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
+                "time": time.time()})
 
     def cancel_chunk(self, c: ChunkState) -> bool:
         """Cancel chunk ``c``'s future if it has not finished, notifying its waiters (as an

@@ -138,6 +138,9 @@ def test_without_a_request_a_cancelled_task_is_retried_then_resolves(tmp_path):
     stop(w)
     meta = runstate.read(rd)
     assert meta["state"] == "done" and [s["reason"] for s in meta["submissions"]] == ["initial", "retry"]
+    assert [s["task_ids"] for s in meta["submissions"]] == [["100_0"], ["101_0"]]
+    again = Run.reopen(rd, lambda job_id, i: "never used: task ids are recorded")
+    assert (again.chunks[0].task_id, again.chunks[0].attempts, again.chunks[0].retries) == ("101_0", 2, 1)
 
 
 def test_a_complete_result_wins_over_a_late_cancel_request(tmp_path):
