@@ -9,6 +9,8 @@ Everything a run needs is in its folder, so a new process can pick it up::
 Chunks with a complete results file resolve at once; chunks whose array task is still pending
 or running are watched (one status call per poll, as for a live executor); chunks whose job
 ended without results are resubmitted (only those indices), counting retries already spent.
+A run with a cancel request (``hpcpar cancel``) is not resubmitted: its unfinished chunks are
+cancelled.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Any
 
 from .backends import backend_class
 from .backends.batch import BatchBackend
-from .watcher import BatchRun, ChunkState
 from .config import Options
 from .errors import ConfigError
 from .executor import outcome_value
 from .resources import Resources
 from .runs import resolve_run
+from .runstate import Run
 
 
 class AttachedRun:
@@ -45,7 +47,7 @@ class AttachedRun:
         One per chunk, resolving to its ChunkResult (or JobLostError...).
     """
 
-    def __init__(self, backend: BatchBackend, run: BatchRun):
+    def __init__(self, backend: BatchBackend, run: Run):
         self._backend = backend
         self._run = run
         self.run_id = run.rd.run_id
@@ -66,8 +68,8 @@ class AttachedRun:
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
-            elif c.status.state.is_live:
-                out["running" if c.status.state.name == "RUNNING" else "pending"] += 1
+            elif c.state.is_live:
+                out["running" if c.state.name == "RUNNING" else "pending"] += 1
             else:
                 out["lost"] += 1
         return out
@@ -129,17 +131,8 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **
     if not issubclass(cls, BatchBackend):
         raise ConfigError(f"run {rd.run_id} used the {meta['backend']!r} backend, which keeps nothing on disk")
     backend = cls(Resources(**res), Options(**recorded))
-    sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
-    chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
-    for sub in meta.get("submissions", []):
-        for i in sub["indices"]:
-            c = chunks[i]
-            c.job_id = sub["job_id"]
-            c.task_id = backend.spec.task_id(sub["job_id"], i - sub.get("offset", 0) + backend.spec.array_index_base)
-            c.attempts += 1
-            c.retries += sub.get("reason") == "retry"
-    batch_run = BatchRun(rd, chunks, meta)
-    batch_run.meta.setdefault("submissions", [])
+    spec = backend.spec
+    batch_run = Run.reopen(rd, lambda job_id, i: spec.task_id(job_id, i + spec.array_index_base))
     backend.watch(batch_run)
     attached = AttachedRun(backend, batch_run)
     return attached

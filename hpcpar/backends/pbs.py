@@ -399,7 +399,7 @@ class PbsBackend(BatchBackend):
         if self._dialect is None:
             qstat = shutil.which("qstat")
             explicit = DIALECTS[self.options.dialect.lower()] if self.options.dialect else None
-            if qstat is None:
+            if qstat is None or explicit == "pro":    # the shim question is Torque's only
                 self._dialect, self._shim = explicit or "pro", False
             else:
                 try:
