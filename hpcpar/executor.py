@@ -29,7 +29,7 @@ from typing import Any
 
 from . import backends, config
 from .backends.base import RunHandle, RunRequest, cancel_future
-from .errors import ConfigError, RemoteTraceback, SerializationError
+from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps
 
@@ -61,6 +61,11 @@ def outcome_value(outcome: tuple) -> Any:
     ok, value, tb = outcome
     if ok:
         return value
+    if isinstance(value, SystemExit):
+        # the task's own ending, not the driver's: re-raised as is it would end the driver
+        # silently (exit code 0 for sys.exit(0)) and drop the rest of a map
+        err = TaskError(f"the task called sys.exit({value.code!r}) (SystemExit)", tb)
+        raise err from RemoteTraceback(tb) if tb else value
     if tb:
         value.__cause__ = RemoteTraceback(tb)
     raise value
