@@ -63,6 +63,28 @@ _BOOTSTRAP = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
               "from hpcpar.localworker import main; main(sys.argv[2:])")
 
 
+class ChunkFuture(Future):
+    """A chunk's future that tells listeners when its chunk starts, so the futures
+    ``Executor.submit`` returns are RUNNING while their task runs (as concurrent.futures'
+    are). A listener returning False (its own future was cancelled first) cancels the chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._running_callbacks: list = []
+
+    def add_running_callback(self, fn) -> None:
+        self._running_callbacks.append(fn)
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._condition:              # re-entrant: no cancel() between the two steps
+            if not self.cancelled():
+                for fn in self._running_callbacks:
+                    if not fn():
+                        self.cancel()
+            self._running_callbacks = []
+            return super().set_running_or_notify_cancel()
+
+
 class _Job:
     __slots__ = ("chunk", "chunk_bytes", "fn_payload", "future", "job_id", "key")
 
@@ -384,10 +406,14 @@ class LocalBackend(Backend):
         run_id = f"local-{os.getpid()}-{self._runs}"
         futures = []
         for i, chunk_bytes in enumerate(request.chunks):
-            future: Future = Future()
+            future = ChunkFuture()
             futures.append(future)
             self._pool.put(_Job(future, key, request.fn_payload, chunk_bytes, i, f"{run_id}_{i}"))
         return _LocalRunHandle(run_id, futures, self._pool)
+
+    def owns_thread(self, thread: threading.Thread) -> bool:
+        """True for the threads that resolve this backend's futures (run done callbacks)."""
+        return thread in self._pool.threads
 
     def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
         self._finalizer.detach()
