@@ -423,6 +423,8 @@ class Executor(concurrent.futures.Executor):
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
         failed = exc_type is not None and not self.options.detach
+        if failed and hasattr(self._backend, "stop_running"):
+            self._backend.stop_running()      # local: kill running tasks too (Ctrl-C, an error)
         self.shutdown(wait=True, cancel_futures=failed)
         return False
 

@@ -3,9 +3,9 @@
 Started by :mod:`hpcpar.backends.local` as ``python -c BOOTSTRAP CMD_FD RESULT_FD MEM DRIVER_PID`` (the
 bootstrap sets ``sys.path`` to the driver's first, so the driver's modules import here). It
 runs the same :func:`hpcpar.worker.run_tasks` as an array task on a cluster, one chunk at a
-time::
+time, after multiprocessing's authkey (so a Manager's proxies work in tasks)::
 
-    driver ──(key, fn payload or None, chunk bytes, chunk index)──► worker
+    driver ──(key, fn payload or None, chunk bytes, chunk index, outcomes)──► worker
     driver ◄──("ok", ChunkResult) | ("oom", text)─────────────────── worker
 
 A fresh interpreter, not a fork: its random streams are its own, it inherits no lock held by a
@@ -87,8 +87,14 @@ def serve(cmd: Connection, out: Connection, mem: int) -> None:
         except (EOFError, OSError):
             return
         try:
-            key, fn_payload, chunk_bytes, chunk = pickle.loads(msg)
-            tasks = pickle.loads(chunk_bytes)
+            key, fn_payload, chunk_bytes, chunk, n_outcomes = pickle.loads(msg)
+            try:
+                tasks = pickle.loads(chunk_bytes)
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. an argument's class is missing here
+                out.send_bytes(_dumps_result(_unreadable_chunk(chunk, n_outcomes, exc, host, pid)))
+                continue
             result = ChunkResult(chunk=chunk, n_tasks=len(tasks), started=time.time(),
                                  attempts=1, host=host, pid=pid)
             payload = None
@@ -115,6 +121,7 @@ def serve(cmd: Connection, out: Connection, mem: int) -> None:
             if mem and any(not ok and isinstance(v, MemoryError) for ok, v, _ in result.outcomes):
                 raise MemoryError("a task raised MemoryError")
             out.send_bytes(_dumps_result(result))
+            del tasks, result, payload   # the arguments and values die now, not at the next chunk
         except MemoryError as exc:
             if not mem:
                 raise
@@ -122,6 +129,23 @@ def serve(cmd: Connection, out: Connection, mem: int) -> None:
                 out.send_bytes(pickle.dumps(("oom", f"{exc} past the limit of {mem} bytes")))
             finally:
                 os._exit(EXIT_OOM)
+
+
+def _unreadable_chunk(chunk: int, n_outcomes: int, exc: BaseException, host: str, pid: int):
+    """A chunk whose arguments do not unpickle here: each of its ``n_outcomes`` outcomes (its
+    tasks; 1 in reduce mode) is that error."""
+    import traceback
+
+    from .rundir import ChunkResult
+    from .worker import portable_exception
+
+    tb = traceback.format_exc()
+    result = ChunkResult(chunk=chunk, n_tasks=n_outcomes, started=time.time(), attempts=1,
+                         host=host, pid=pid)
+    failure = (False, portable_exception(exc, tb), tb)
+    result.outcomes, result.done, result.failed = [failure] * n_outcomes, n_outcomes, True
+    result.finished = time.time()
+    return result
 
 
 def _raiser(failure):
@@ -135,9 +159,17 @@ def main(argv: list[str]) -> None:
     cmd_fd, out_fd, mem, driver = (int(a) for a in argv[:4])
     threading.Thread(target=_watch_parent, args=(driver,), daemon=True,
                      name="hpcpar-watch-driver").start()
+    cmd = Connection(cmd_fd, writable=False)
+    try:
+        authkey = cmd.recv_bytes()
+    except (EOFError, OSError):
+        return
+    import multiprocessing
+
+    multiprocessing.current_process().authkey = authkey
     if mem:
         _limit_memory(mem)
-    serve(Connection(cmd_fd, writable=False), Connection(out_fd, readable=False), mem)
+    serve(cmd, Connection(out_fd, readable=False), mem)
 
 
 if __name__ == "__main__":

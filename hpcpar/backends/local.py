@@ -25,8 +25,10 @@ through cloudpickle, see :mod:`hpcpar.serialize`), no lock inherited from a driv
 independent random streams, and memory measured from a clean process. Workers start once per
 executor and are reused; their first start costs about 0.1 s, paid in parallel.
 
-Shutdown: ``shutdown(cancel=True)`` (a failing ``with`` block, Ctrl-C) kills every worker at
-once; an unhandled exception at interpreter exit does the same; a driver killed outright
+Shutdown: a failing ``with`` block (Ctrl-C too) kills every worker at once
+(:meth:`LocalBackend.stop_running`), and so does an unhandled exception at interpreter exit;
+``shutdown(cancel_futures=True)`` cancels queued chunks and lets running ones finish, as
+concurrent.futures does; a driver killed outright
 (SIGTERM, SIGKILL) loses its workers within 0.2 s (each watches its parent). An executor
 dropped without ``shutdown`` finishes its queued chunks, then its workers exit.
 """
@@ -37,6 +39,7 @@ import collections
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import pickle
 import queue
@@ -73,10 +76,19 @@ class ChunkFuture(Future):
         self._running_callbacks: list = []
 
     def add_running_callback(self, fn) -> None:
-        self._running_callbacks.append(fn)
+        """Call ``fn()`` when the chunk starts, or now if it has started already."""
+        with self._condition:
+            if self._state == "PENDING":
+                self._running_callbacks.append(fn)
+                return
+            started = self._state in ("RUNNING", "FINISHED")
+        if started:
+            fn()
 
     def set_running_or_notify_cancel(self) -> bool:
         with self._condition:              # re-entrant: no cancel() between the two steps
+            if self._state == "CANCELLED_AND_NOTIFIED":    # by cancel_future() already
+                return False
             if not self.cancelled():
                 for fn in self._running_callbacks:
                     if not fn():
@@ -86,11 +98,14 @@ class ChunkFuture(Future):
 
 
 class _Job:
-    __slots__ = ("chunk", "chunk_bytes", "fn_payload", "future", "job_id", "key")
+    __slots__ = ("chunk", "chunk_bytes", "fn_payload", "future", "job_id", "key", "n_outcomes",
+                 "reserved")
 
-    def __init__(self, future, key, fn_payload, chunk_bytes, chunk, job_id):
+    def __init__(self, future, key, fn_payload, chunk_bytes, chunk, job_id, n_outcomes):
         self.future, self.key, self.fn_payload = future, key, fn_payload
         self.chunk_bytes, self.chunk, self.job_id = chunk_bytes, chunk, job_id
+        self.n_outcomes = n_outcomes            # tasks in the chunk; 1 in reduce mode
+        self.reserved = False                   # given to an idle slot, RUNNING already
 
 
 class _Lost(Exception):
@@ -124,6 +139,9 @@ class _Worker:
                 os.close(out_w)
         self.cmd = Connection(cmd_w, readable=False)
         self.out = Connection(out_r, writable=False)
+        # multiprocessing's authkey, as a forked child has it: a Manager's proxies (queues,
+        # events) passed to tasks can then connect back (never on the command line)
+        self.cmd.send_bytes(bytes(multiprocessing.current_process().authkey))
         self.keys: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def send(self, job: _Job) -> None:
@@ -132,7 +150,7 @@ class _Worker:
         self.keys.move_to_end(job.key)
         while len(self.keys) > CACHE_SIZE:
             self.keys.popitem(last=False)
-        self.cmd.send_bytes(pickle.dumps((job.key, payload, job.chunk_bytes, job.chunk),
+        self.cmd.send_bytes(pickle.dumps((job.key, payload, job.chunk_bytes, job.chunk, job.n_outcomes),
                                          protocol=pickle.HIGHEST_PROTOCOL))
 
     def receive(self, walltime_s: float | None):
@@ -203,8 +221,7 @@ class LocalPool:
         self.workers: set[_Worker] = set()
         self.closed = False
         self.cancelling = False
-        self.running: dict[Future, _Worker] = {}     # chunk future -> the worker running it
-        self.killed: set[Future] = set()              # chunks cancelled while running
+        self.idle = 0                     # slots waiting for a chunk and not promised one
         _POOLS.add(self)
 
     def put(self, job: _Job) -> None:
@@ -217,6 +234,11 @@ class LocalPool:
                                          daemon=True)
                     t.start()
                     self.threads.append(t)
+            if self.idle > 0:        # an idle slot takes it at once: RUNNING now, as
+                if not job.future.set_running_or_notify_cancel():   # ProcessPoolExecutor's
+                    return                                          # call queue does
+                self.idle -= 1
+                job.reserved = True
             self.queue.put(job)
 
     def _spawn(self) -> _Worker:
@@ -233,13 +255,17 @@ class LocalPool:
         w.close(kill=kill)
 
     def _serve(self) -> None:
-        worker: _Worker | None = None
+        worker: _Worker | None = None          # started with the first chunk, then reused
         try:
-            worker = self._spawn()
             while True:
+                with self.lock:
+                    self.idle += 1
                 job = self.queue.get()
                 if job is None:
                     break
+                if not job.reserved:
+                    with self.lock:
+                        self.idle -= 1
                 worker = self._run(worker, job)
         except BaseException as exc:  # noqa: BLE001 - never leave a slot silently dead
             log.error("hpcpar: a local slot stopped: %r", exc)
@@ -249,7 +275,11 @@ class LocalPool:
 
     def _run(self, worker: _Worker | None, job: _Job) -> _Worker | None:
         """Run ``job`` to its end; return the worker to use next (fresh after a death)."""
-        if not job.future.set_running_or_notify_cancel():
+        if not job.reserved and not job.future.set_running_or_notify_cancel():
+            return worker
+        if self.cancelling:
+            job.future.set_exception(JobLostError(JobState.CANCELLED, job.job_id, None,
+                                                  "the executor was stopped", attempts=0))
             return worker
         attempt = 0
         while True:
@@ -267,20 +297,11 @@ class LocalPool:
                     worker = None
                     worker = self._spawn()
                     worker.send(job)
-                with self.lock:
-                    self.running[job.future] = worker
-                    if job.future in self.killed:
-                        worker.kill()
-                try:
-                    result = worker.receive(self.walltime_s)
-                finally:
-                    with self.lock:
-                        self.running.pop(job.future, None)
+                result = worker.receive(self.walltime_s)
             except _Lost as lost:
                 self._retire(worker)
                 worker = None
-                if self.cancelling or job.future in self.killed:
-                    self.killed.discard(job.future)
+                if self.cancelling:
                     job.future.set_exception(JobLostError(JobState.CANCELLED, job.job_id, lost.exit_code,
                                                           "the executor was shut down with cancel",
                                                           attempts=attempt))
@@ -292,43 +313,38 @@ class LocalPool:
                 job.future.set_exception(JobLostError(lost.state, job.job_id, lost.exit_code,
                                                       lost.detail, attempts=attempt))
                 return None
-            except Exception as exc:  # noqa: BLE001 - e.g. cannot start a process: the chunk's error
-                job.future.set_exception(exc)
+            except BaseException as exc:  # noqa: BLE001 - e.g. no process, a result that does
+                job.future.set_exception(exc)  # not unpickle (even by SystemExit): the chunk's error
                 return worker
             result.attempts = attempt
-            with self.lock:
-                self.killed.discard(job.future)
             job.future.set_result(result)
             return worker
 
-    def kill(self, futures: list[Future]) -> None:
-        """Stop the chunks of ``futures`` that are running (their futures then raise
-        JobLostError CANCELLED), as cancelling a cluster's array job stops its running tasks."""
-        with self.lock:
-            for f in futures:
-                if f.running():
-                    self.killed.add(f)
-                    w = self.running.get(f)
-                    if w is not None:
-                        w.kill()
-
-    def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
+    def shutdown(self, wait: bool = True, cancel: bool = False, kill: bool = False) -> None:
+        """No new chunks; ``cancel``: cancel the queued ones; ``kill``: also kill the workers,
+        so running chunks end JobLostError CANCELLED; ``wait``: join the slot threads."""
+        cancel = cancel or kill
         with self.lock:
             first = not self.closed
             self.closed = True
-            if cancel:
+            if kill:
                 self.cancelling = True
                 for w in self.workers:
                     w.kill()
             threads = list(self.threads)
         if cancel:
+            kept: list[_Job] = []
             while True:
                 try:
                     job = self.queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is not None:
+                if job is not None and job.reserved:
+                    kept.append(job)              # RUNNING already: it runs, unless killed
+                elif job is not None:
                     cancel_future(job.future)
+            for job in kept:
+                self.queue.put(job)
         if first or cancel:
             for _ in threads:
                 self.queue.put(None)
@@ -348,7 +364,7 @@ def _at_exit() -> None:
     concurrent.futures does."""
     failed = getattr(sys, "last_type", None) is not None
     for pool in list(_POOLS):
-        pool.shutdown(wait=not failed, cancel=failed)
+        pool.shutdown(wait=not failed, cancel=failed, kill=failed)
 
 
 try:
@@ -358,19 +374,6 @@ except AttributeError:  # pragma: no cover - CPython has it since 3.9
 
     _register_atexit = atexit.register
 _exit_hook_installed = False
-
-
-class _LocalRunHandle(RunHandle):
-    def __init__(self, run_id: str, futures: list[Future], pool: LocalPool):
-        super().__init__(run_id, futures)
-        self._pool = pool
-
-    def cancel(self) -> None:
-        """Cancel the queued chunks and stop the running ones (an abandoned map, a failing
-        ``with`` block), as a cluster's array job is cancelled."""
-        super().cancel()
-        if not self.done():
-            self._pool.kill(self.futures)
 
 
 class LocalBackend(Backend):
@@ -408,8 +411,16 @@ class LocalBackend(Backend):
         for i, chunk_bytes in enumerate(request.chunks):
             future = ChunkFuture()
             futures.append(future)
-            self._pool.put(_Job(future, key, request.fn_payload, chunk_bytes, i, f"{run_id}_{i}"))
-        return _LocalRunHandle(run_id, futures, self._pool)
+            n_outcomes = 1 if request.mode == "reduce" else request.chunk_sizes[i]
+            self._pool.put(_Job(future, key, request.fn_payload, chunk_bytes, i, f"{run_id}_{i}",
+                                n_outcomes))
+        return RunHandle(run_id, futures)
+
+    def stop_running(self) -> None:
+        """Kill every worker now and cancel what is queued: the running chunks end with
+        JobLostError CANCELLED (for a failing ``with`` block or Ctrl-C, not for a plain
+        ``shutdown(cancel_futures=True)``, which lets running tasks finish)."""
+        self._pool.shutdown(wait=False, cancel=True, kill=True)
 
     def owns_thread(self, thread: threading.Thread) -> bool:
         """True for the threads that resolve this backend's futures (run done callbacks)."""
