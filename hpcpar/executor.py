@@ -102,8 +102,8 @@ class _Progress:
 
 
 class Executor(concurrent.futures.Executor):
-    """Run functions in parallel on a backend: ``local`` (the default), ``slurm``, ``pbs``,
-    ``lsf`` or ``sge``.
+    """Run functions in parallel on a backend: ``local`` (the default), ``inline`` (in the
+    driver, for debugging), ``slurm``, ``pbs``, ``lsf`` or ``sge``.
 
     Parameters
     ----------

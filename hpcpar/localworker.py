@@ -6,7 +6,7 @@ runs the same :func:`hpcpar.worker.run_tasks` as an array task on a cluster, one
 time, after multiprocessing's authkey (so a Manager's proxies work in tasks)::
 
     driver ──(key, fn payload or None, chunk bytes, chunk index, outcomes)──► worker
-    driver ◄──("ok", ChunkResult) | ("oom", text)─────────────────── worker
+    driver ◄──b"ready" once, then ("ok", ChunkResult) | ("oom", text)── worker
 
 A fresh interpreter, not a fork: its random streams are its own, it inherits no lock held by a
 driver thread, and its memory is its own, so ``mem`` is measured as on a cluster.
@@ -169,7 +169,11 @@ def main(argv: list[str]) -> None:
     multiprocessing.current_process().authkey = authkey
     if mem:
         _limit_memory(mem)
-    serve(cmd, Connection(out_fd, readable=False), mem)
+    from . import worker  # noqa: F401 - imported before "ready": the walltime starts after
+
+    out = Connection(out_fd, readable=False)
+    out.send_bytes(b"ready")
+    serve(cmd, out, mem)
 
 
 if __name__ == "__main__":

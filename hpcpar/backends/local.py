@@ -50,6 +50,7 @@ import threading
 import weakref
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
+from typing import NoReturn
 
 from ..errors import JobLostError
 from ..localworker import CACHE_SIZE, EXIT_OOM
@@ -143,6 +144,7 @@ class _Worker:
         # events) passed to tasks can then connect back (never on the command line)
         self.cmd.send_bytes(bytes(multiprocessing.current_process().authkey))
         self.keys: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.ready = False                              # its b"ready" has been read
 
     def send(self, job: _Job) -> None:
         payload = None if job.key in self.keys else job.fn_payload
@@ -154,7 +156,14 @@ class _Worker:
                                          protocol=pickle.HIGHEST_PROTOCOL))
 
     def receive(self, walltime_s: float | None):
-        """The worker's answer to the chunk just sent; raises _Lost if it ends without one."""
+        """The worker's answer to the chunk just sent; raises _Lost if it ends without one.
+        The walltime runs from when the worker is up (its interpreter started), not before."""
+        if not self.ready:
+            try:
+                self.out.recv_bytes()                   # b"ready"
+            except (EOFError, OSError):
+                self._died()
+            self.ready = True
         if not self.out.poll(walltime_s):
             self.kill()
             self.proc.wait()
@@ -164,20 +173,22 @@ class _Worker:
         try:
             kind, value = pickle.loads(self.out.recv_bytes())
         except (EOFError, OSError):
-            code = self.proc.wait()
-            if code == EXIT_OOM:
-                raise _Lost(JobState.OUT_OF_MEMORY, code, "the worker went over its memory")
-            if code < 0:
-                name = _signal_name(-code)
-                raise _Lost(JobState.FAILED, code, f"the worker process {self.proc.pid} died: "
-                                                   f"killed by signal {name} ({-code})") from None
-            raise _Lost(JobState.FAILED, code,
-                        f"the worker process {self.proc.pid} died: exit code {code}") from None
+            self._died()
         if kind == "oom":
             self.proc.wait()
             raise _Lost(JobState.OUT_OF_MEMORY, EXIT_OOM,
                         f"worker process {self.proc.pid}: {value}")
         return value
+
+    def _died(self) -> NoReturn:
+        """Raise _Lost for a worker whose pipe closed: by its exit code or signal."""
+        code = self.proc.wait()
+        if code == EXIT_OOM:
+            raise _Lost(JobState.OUT_OF_MEMORY, code, "the worker went over its memory")
+        if code < 0:
+            raise _Lost(JobState.FAILED, code, f"the worker process {self.proc.pid} died: "
+                                               f"killed by signal {_signal_name(-code)} ({-code})")
+        raise _Lost(JobState.FAILED, code, f"the worker process {self.proc.pid} died: exit code {code}")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -221,7 +232,7 @@ class LocalPool:
         self.workers: set[_Worker] = set()
         self.closed = False
         self.cancelling = False
-        self.idle = 0                     # slots waiting for a chunk and not promised one
+        self.free = n_workers             # slots neither running nor promised a chunk
         _POOLS.add(self)
 
     def put(self, job: _Job) -> None:
@@ -234,10 +245,10 @@ class LocalPool:
                                          daemon=True)
                     t.start()
                     self.threads.append(t)
-            if self.idle > 0:        # an idle slot takes it at once: RUNNING now, as
+            if self.free > 0:        # a free slot takes it next: RUNNING now, as in
                 if not job.future.set_running_or_notify_cancel():   # ProcessPoolExecutor's
-                    return                                          # call queue does
-                self.idle -= 1
+                    return                                          # call queue
+                self.free -= 1
                 job.reserved = True
             self.queue.put(job)
 
@@ -258,15 +269,17 @@ class LocalPool:
         worker: _Worker | None = None          # started with the first chunk, then reused
         try:
             while True:
-                with self.lock:
-                    self.idle += 1
                 job = self.queue.get()
                 if job is None:
                     break
                 if not job.reserved:
                     with self.lock:
-                        self.idle -= 1
-                worker = self._run(worker, job)
+                        self.free -= 1
+                try:
+                    worker = self._run(worker, job)
+                finally:
+                    with self.lock:
+                        self.free += 1
         except BaseException as exc:  # noqa: BLE001 - never leave a slot silently dead
             log.error("hpcpar: a local slot stopped: %r", exc)
         finally:
