@@ -428,6 +428,20 @@ class Executor(concurrent.futures.Executor):
         self.shutdown(wait=True, cancel_futures=failed)
         return False
 
+    def slots(self) -> int:
+        """How many chunks can run at once; ``map`` makes about ``chunks_per_slot`` chunks per slot.
+
+        Local: ``max_workers`` (default: the CPUs this process may use). Batch backends: the
+        queue's CPUs divided by ``cpus_per_task`` (read once from the scheduler; 8 if it does not
+        say), at most ``max_running`` and at most 250.
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        return max(1, self._backend.slots())
+
     # -- dry run -----------------------------------------------------------------------------
     def job_script(self, command: list[str] | None = None, *, array_size: int | None = None) -> str:
         """The job script this executor would submit, without writing or submitting anything.
