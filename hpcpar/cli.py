@@ -206,7 +206,7 @@ def cmd_backends(a) -> int:
         cmds = spec.commands if spec is not None else ()
         missing = [c for c in cmds if shutil.which(c) is None]
         if not cmds:
-            state = "available (process pool on this machine)"
+            state = f"available ({getattr(backend, 'where', 'process pool on this machine')})"
         elif not missing:
             state = "available (" + ", ".join(cmds) + " found)"
         else:

@@ -3,7 +3,8 @@
 The executor talks to a :class:`~hpcpar.backends.base.Backend` through one method,
 ``start(RunRequest) -> RunHandle`` (a future per chunk). Two families implement it:
 
-* :mod:`.local` runs chunks in a process pool on this machine, in memory.
+* :mod:`.local` runs chunks in a process pool on this machine, in memory; :mod:`.inline`
+  runs them in the driver's thread, for debugging.
 * :mod:`.batch` writes a run folder and submits one job array through a scheduler *spec*
   (data plus pure parsers: :mod:`.slurm`, :mod:`.pbs`, :mod:`.lsf`, :mod:`.sge`); a
   :class:`~hpcpar.watcher.Watcher` thread polls all live jobs with one status call.
@@ -19,6 +20,7 @@ from ..config import BACKENDS, check_backend
 
 _MODULES = {
     "local": ("hpcpar.backends.local", "LocalBackend"),
+    "inline": ("hpcpar.backends.inline", "InlineBackend"),
     "slurm": ("hpcpar.backends.slurm", "SlurmBackend"),
     "pbs": ("hpcpar.backends.pbs", "PbsBackend"),
     "lsf": ("hpcpar.backends.lsf", "LsfBackend"),
