@@ -65,4 +65,6 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(concurrent\.futures|functools)(\..*)?"),
     # the libraries hpcpar.dask, hpcpar.ipyparallel and hpcpar.submitit build objects of
     (r"py:.*", r"(distributed|dask|dask_jobqueue|ipyparallel|submitit|traitlets)(\..*)?"),
+    # the library hpcpar.joblib plugs into
+    (r"py:.*", r"joblib(\..*)?"),
 ]

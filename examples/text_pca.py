@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from corpus import corpus_files
 
 import hpcpar
 
@@ -63,18 +64,9 @@ def read_documents(folder: str | Path | None = None, pattern: str = "*.py") -> l
     FileNotFoundError
         If ``folder`` is not a directory or yields no document.
     """
-    if folder is None:
-        root = Path(sysconfig.get_paths()["stdlib"])
-        paths = sorted(root.glob(pattern))
-    else:
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"corpus folder {root} is not a directory")
-        paths = sorted(root.rglob(pattern))
+    root, paths = corpus_files(folder, pattern)
     docs: list[str] = []
     for path in paths:
-        if not path.is_file():
-            continue
         if path.suffix == ".py":
             docs += python_docstrings(path)
         else:

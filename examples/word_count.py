@@ -27,6 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from corpus import corpus_files
+
 import hpcpar
 
 WORD = re.compile(r"[a-z]+")
@@ -45,15 +47,8 @@ def read_corpus(folder: str | Path | None = None, pattern: str = "*.py",
     FileNotFoundError
         If ``folder`` is not a directory or holds no matching file.
     """
-    if folder is None:
-        root = Path(sysconfig.get_paths()["stdlib"])
-        paths = sorted(root.glob(pattern))
-    else:
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"corpus folder {root} is not a directory")
-        paths = sorted(root.rglob(pattern))
-    paths = [p for p in paths if p.is_file()][:limit]
+    root, paths = corpus_files(folder, pattern)
+    paths = paths[:limit]
     if not paths:
         raise FileNotFoundError(f"no file matching {pattern!r} in {root}")
     return [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace"))

@@ -166,11 +166,15 @@ def cmd_submit(a) -> int:
             print(_display(sub.argv, backend.spec.script_on_stdin, str(rd.script_path)))
     from concurrent.futures import Future
 
-    from .watcher import BatchRun, ChunkState
+    from . import runstate
 
-    run = BatchRun(rd, {i: ChunkState(i, Future(), 1) for i in range(n)}, rd.read_meta())
-    backend.submit_chunks(run, list(range(n)), reason="initial")
-    rd.update_meta(state="submitted", submissions=run.meta["submissions"])
+    run = runstate.Run(rd, {i: runstate.ChunkState(i, Future(), 1) for i in range(n)}, runstate.read(rd))
+    try:
+        backend.submit_chunks(run, list(range(n)), reason="initial")
+    except BaseException:
+        run.set_phase(runstate.RunPhase.SUBMIT_FAILED)
+        raise
+    run.set_phase(runstate.RunPhase.SUBMITTED)
     jobs = ",".join(s["job_id"] for s in run.meta["submissions"])
     print(f"submitted job {jobs} ({n} array task{'s' * (n != 1)}); run {rd.run_id}")
     print(f"  logs: {rd.logs_dir}   follow with: hpcpar status {rd.run_id}")
@@ -205,7 +209,7 @@ def cmd_backends(a) -> int:
         cmds = spec.commands if spec is not None else ()
         missing = [c for c in cmds if shutil.which(c) is None]
         if not cmds:
-            state = "available (process pool on this machine)"
+            state = f"available ({getattr(backend, 'where', 'process pool on this machine')})"
         elif not missing:
             state = "available (" + ", ".join(cmds) + " found)"
         else:
@@ -221,7 +225,7 @@ def cmd_runs(a) -> int:
     if not rows:
         print("no runs")
         return 0
-    print(f"{'RUN':45s} {'BACKEND':7s} {'STATE':13s} {'RESULTS':>9s}  JOBS")
+    print(f"{'RUN':45s} {'BACKEND':7s} {'STATE':13s} {'RESULTS':>9s}  JOBS")    # oldest first
     for r in rows:
         print(f"{r['run_id']:45s} {r['backend']:7s} {r['state']:13s} "
               f"{r['results']:>4d}/{r['chunks']:<4d}  {','.join(r['job_ids'])}")
@@ -238,12 +242,10 @@ def cmd_status(a) -> int:
     print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
           f"{s['job_name']}, created {created})\nstate    {s['state']}\nresults  {s['results']} of "
           f"{s['chunks']} chunks\njobs     {', '.join(s['job_ids']) or '-'}")
-    if s["job_ids"] and s["state"] not in ("done", "cancelled"):
+    if s["job_ids"] and not s["phase"].finished:
         backend = _run_backend(meta)
         try:
-            from .watcher import Watcher
-
-            states = Watcher(backend).query(s["job_ids"])
+            states = backend.poll(s["job_ids"])
         except HpcparError as exc:
             print(f"(could not ask the scheduler: {exc})")
             return 0
@@ -302,17 +304,24 @@ def cmd_report(a) -> int:
 
 
 def cmd_cancel(a) -> int:
+    """Ask the run to stop: a cancel request in its folder (which its driver's watcher, or a
+    later ``hpcpar.attach``, honours and records), then cancel its jobs here too, in case no
+    driver is alive. run.json is never rewritten from here."""
+    from . import runstate
     from .runs import resolve_run
 
     rd = resolve_run(a.run, a.runs_dir)
-    meta = rd.read_meta()
-    backend = _run_backend(meta)
-    ids = sorted({s["job_id"] for s in meta.get("submissions", [])})
-    if not ids:
-        print("nothing to cancel")
+    meta = runstate.read(rd)
+    phase = runstate.shown_phase(rd, meta)
+    if phase.finished:
+        print(f"run {rd.run_id} has already finished ({phase}); nothing to cancel")
         return 0
-    backend.cancel_ids(ids)
-    rd.update_meta(state="cancelled")
+    runstate.request_cancel(rd)
+    ids = sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j))
+    if not ids:
+        print(f"cancel requested for run {rd.run_id} (no job submitted yet)")
+        return 0
+    _run_backend(meta).cancel_ids(ids)
     print(f"cancelled job(s) {', '.join(ids)} of run {rd.run_id}")
     return 0
 
@@ -402,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"`hpcpar {a.cmd}` takes no command after --")
     try:
         return a.fn(a)
+    except BrokenPipeError:
+        # the reader went away (`hpcpar runs | head`): stop quietly, as `ls | head` does; point
+        # stdout at /dev/null so the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (HpcparError, FileNotFoundError, ValueError) as exc:
         print(f"hpcpar {a.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ import platformdirs
 from .errors import ConfigError
 from .resources import Resources, check_text
 
-BACKENDS = ("local", "slurm", "pbs", "lsf", "sge")
+BACKENDS = ("local", "inline", "slurm", "pbs", "lsf", "sge")
 DEFAULT_BACKEND = "local"
 
 

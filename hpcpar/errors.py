@@ -5,7 +5,9 @@ Every error derives from :class:`HpcparError`::
     HpcparError
     ├── ConfigError              bad option, backend, profile or resource value (also a ValueError)
     ├── SchedulerNotFoundError   the scheduler's command is not on PATH
-    ├── SubmissionError          the scheduler refused a submission (argv, exit code, stderr)
+    ├── SchedulerCommandError    a scheduler command failed (argv, exit code, stderr, stdout)
+    │   ├── SubmissionError      the scheduler refused a submission, or its answer had no job id
+    │   └── StatusError          the status command failed or timed out
     ├── JobLostError             an array task ended without writing its results
     ├── SerializationError       a function or argument cannot be pickled (also a TypeError)
     └── TaskError                a task raised, and its exception could not be sent back as itself
@@ -48,8 +50,8 @@ class SchedulerNotFoundError(HpcparError, FileNotFoundError):
         )
 
 
-class SubmissionError(HpcparError):
-    """A scheduler command failed or refused a submission.
+class SchedulerCommandError(HpcparError):
+    """A scheduler command failed, timed out, or printed what hpcpar cannot read.
 
     Parameters
     ----------
@@ -60,20 +62,40 @@ class SubmissionError(HpcparError):
     stderr : str
         What it printed on standard error (the scheduler's own message).
     stdout : str, optional
+    reason : str, optional
+        What was wrong when the command itself succeeded (e.g. no job id in its output).
     """
 
-    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str, stdout: str = ""):
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str, stdout: str = "",
+                 reason: str | None = None):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
+        self.reason = reason
         how = "timed out" if returncode is None else f"exited with code {returncode}"
         msg = f"`{' '.join(self.argv)}` {how}"
-        if stderr.strip():
+        if reason:
+            msg += f", but {reason}"
+            if stdout.strip():
+                msg += f"; its output:\n{stdout.strip()}"
+        elif stderr.strip():
             msg += f":\n{stderr.strip()}"
         elif stdout.strip():
             msg += f":\n{stdout.strip()}"
         super().__init__(msg)
+
+
+class SubmissionError(SchedulerCommandError):
+    """A scheduler command failed or refused a submission (see :class:`SchedulerCommandError`)."""
+
+
+class StatusError(SchedulerCommandError):
+    """The scheduler's status command failed or timed out (see :class:`SchedulerCommandError`).
+
+    The watcher keeps polling through these for a while (``Watcher.FAIL_AFTER_S``) before it
+    fails the unfinished futures with this error.
+    """
 
 
 class JobLostError(HpcparError):

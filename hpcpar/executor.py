@@ -29,7 +29,7 @@ from typing import Any
 
 from . import backends, config
 from .backends.base import RunHandle, RunRequest, cancel_future
-from .errors import ConfigError, RemoteTraceback, SerializationError
+from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps
 
@@ -61,6 +61,11 @@ def outcome_value(outcome: tuple) -> Any:
     ok, value, tb = outcome
     if ok:
         return value
+    if isinstance(value, SystemExit):
+        # the task's own ending, not the driver's: re-raised as is it would end the driver
+        # silently (exit code 0 for sys.exit(0)) and drop the rest of a map
+        err = TaskError(f"the task called sys.exit({value.code!r}) (SystemExit)", tb)
+        raise err from RemoteTraceback(tb) if tb else value
     if tb:
         value.__cause__ = RemoteTraceback(tb)
     raise value
@@ -97,8 +102,8 @@ class _Progress:
 
 
 class Executor(concurrent.futures.Executor):
-    """Run functions in parallel on a backend: ``local`` (the default), ``slurm``, ``pbs``,
-    ``lsf`` or ``sge``.
+    """Run functions in parallel on a backend: ``local`` (the default), ``inline`` (in the
+    driver, for debugging), ``slurm``, ``pbs``, ``lsf`` or ``sge``.
 
     Parameters
     ----------
@@ -276,6 +281,9 @@ class Executor(concurrent.futures.Executor):
                         f.set_exception(exc)
                 continue
             for f, cf in zip(futs, handle.futures):
+                link = getattr(cf, "add_running_callback", None)
+                if link is not None:            # the call's future is RUNNING while it runs
+                    link(f.set_running_or_notify_cancel)
                 cf.add_done_callback(functools.partial(_resolve_call, f))
                 f.add_done_callback(functools.partial(_cancel_chunk, cf))
 
@@ -308,12 +316,21 @@ class Executor(concurrent.futures.Executor):
         return self._iter_results(handle, deadline, self._progress(handle, sizes, fn))
 
     def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress) -> Iterator:
+        # Like concurrent.futures' map: hold nothing already yielded. A chunk's future leaves
+        # the handle once read (it is done: neither cancel nor shutdown needs it), and each
+        # value leaves its chunk's outcomes as it is yielded.
+        pending = handle.futures
+        pending.reverse()
         try:
-            for f in handle.futures:
+            while pending:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                result: ChunkResult = f.result(left)
-                for outcome in result.outcomes:
-                    yield outcome_value(outcome)
+                result: ChunkResult = pending[-1].result(left)
+                pending.pop()
+                outcomes = result.outcomes
+                del result
+                outcomes.reverse()
+                while outcomes:
+                    yield outcome_value(outcomes.pop())
         finally:
             progress.close()
             handle.cancel()        # like concurrent.futures: an abandoned map cancels the rest
@@ -369,7 +386,19 @@ class Executor(concurrent.futures.Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting work; with ``cancel_futures``, cancel what has not finished (and its
-        jobs, unless ``detach``); with ``wait``, block until the rest is done."""
+        jobs, unless ``detach``); with ``wait``, block until the rest is done.
+
+        Raises
+        ------
+        RuntimeError
+            ``wait=True`` from one of this executor's own threads (a done callback): waiting
+            there would deadlock, so the executor shuts down without waiting, then this raises.
+        """
+        if wait and self._in_own_thread():
+            self.shutdown(wait=False, cancel_futures=cancel_futures)
+            raise RuntimeError("shutdown(wait=True) was called from a done callback, which runs "
+                               "in the executor's own thread and cannot wait for it; the executor "
+                               "is shut down without waiting (use shutdown(wait=False) there)")
         with self._lock:
             if cancel_futures:
                 for _, _, _, fut in self._pending:
@@ -385,10 +414,33 @@ class Executor(concurrent.futures.Executor):
                 concurrent.futures.wait(h.futures)
         self._backend.shutdown(wait=wait, cancel=cancel_futures and not self.options.detach)
 
+    def _in_own_thread(self) -> bool:
+        owns = getattr(self._backend, "owns_thread", None)
+        current = threading.current_thread()
+        if owns is not None:
+            return owns(current)
+        return current.name.startswith("hpcpar-watcher")
+
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
         failed = exc_type is not None and not self.options.detach
+        if failed and hasattr(self._backend, "stop_running"):
+            self._backend.stop_running()      # local: kill running tasks too (Ctrl-C, an error)
         self.shutdown(wait=True, cancel_futures=failed)
         return False
+
+    def slots(self) -> int:
+        """How many chunks can run at once; ``map`` makes about ``chunks_per_slot`` chunks per slot.
+
+        Local: ``max_workers`` (default: the CPUs this process may use). Batch backends: the
+        queue's CPUs divided by ``cpus_per_task`` (read once from the scheduler; 8 if it does not
+        say), at most ``max_running`` and at most 250.
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        return max(1, self._backend.slots())
 
     # -- dry run -----------------------------------------------------------------------------
     def job_script(self, command: list[str] | None = None, *, array_size: int | None = None) -> str:
@@ -413,7 +465,7 @@ def _resolve_call(fut: Future, chunk_future: Future) -> None:
     if chunk_future.cancelled():
         cancel_future(fut)
         return
-    if not fut.set_running_or_notify_cancel():
+    if not fut.running() and not fut.set_running_or_notify_cancel():
         return
     exc = chunk_future.exception()
     if exc is not None:

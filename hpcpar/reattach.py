@@ -9,6 +9,8 @@ Everything a run needs is in its folder, so a new process can pick it up::
 Chunks with a complete results file resolve at once; chunks whose array task is still pending
 or running are watched (one status call per poll, as for a live executor); chunks whose job
 ended without results are resubmitted (only those indices), counting retries already spent.
+A run with a cancel request (``hpcpar cancel``) is not resubmitted: its unfinished chunks are
+cancelled.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from .backends import create
-from .backends.batch import BatchBackend, recorded_tasks
-from .watcher import BatchRun, ChunkState
+from .backends.batch import BatchBackend
 from .config import Options
 from .errors import ConfigError
 from .executor import outcome_value
 from .resources import Resources
 from .runs import resolve_run
+from .runstate import Run
 
 
 class AttachedRun:
@@ -45,7 +47,7 @@ class AttachedRun:
         One per chunk, resolving to its ChunkResult (or JobLostError...).
     """
 
-    def __init__(self, backend: BatchBackend, run: BatchRun):
+    def __init__(self, backend: BatchBackend, run: Run):
         self._backend = backend
         self._run = run
         self.run_id = run.rd.run_id
@@ -66,8 +68,8 @@ class AttachedRun:
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
-            elif c.status.state.is_live:
-                out["running" if c.status.state.name == "RUNNING" else "pending"] += 1
+            elif c.state.is_live:
+                out["running" if c.state.name == "RUNNING" else "pending"] += 1
             else:
                 out["lost"] += 1
         return out
@@ -125,19 +127,11 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **
     res = dict(meta.get("resources", {}))
     res["extra_directives"] = tuple(res.get("extra_directives", ()))
     res["setup"] = tuple(res.get("setup", ()))
-    if meta.get("backend") == "local":
-        raise ConfigError(f"run {rd.run_id} used the 'local' backend, which keeps nothing on disk")
     backend = create(meta["backend"], Resources(**res), Options(**recorded))
-    sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
-    chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
-    for i, tasks in recorded_tasks(meta).items():
-        c = chunks[i]
-        c.task_id = tasks[-1][0]
-        c.job_id = backend.spec.job_id_of(c.task_id)
-        c.attempts = len(tasks)
-        c.retries = sum(reason == "retry" for _, reason in tasks)
-    batch_run = BatchRun(rd, chunks, meta)
-    batch_run.meta.setdefault("submissions", [])
+    if not isinstance(backend, BatchBackend):
+        raise ConfigError(f"run {rd.run_id} used the {meta['backend']!r} backend, which keeps "
+                          "nothing on disk")
+    batch_run = Run.reopen(rd, backend.spec.job_id_of)
     backend.watch(batch_run)
     attached = AttachedRun(backend, batch_run)
     return attached

@@ -3,12 +3,14 @@
 One private (0700) folder per run, on a filesystem that the driver and the compute nodes share::
 
     RUN_DIR/
-      run.json              backend, resources, job ids, chunk count, state (rewritten atomically)
+      run.json              backend, resources, job ids, chunk count, state (hpcpar.runstate
+                            owns it and is its only writer; rewritten atomically)
       function.pkl          the function (and reducer), cloudpickled once per run
       chunks/000042.pkl     the arguments of chunk 42: a list of (args, kwargs)
       results/000042.pkl    chunk 42's outcome, one per task, plus host and timing
       logs/                 scheduler stdout/stderr, one pair per array task
       job.sh                the rendered job script
+      cancel-requested      present once `hpcpar cancel` asked for the run to stop
 
 Every ``.pkl`` is written as a sealed blob: a magic line, the payload length and its SHA-256,
 then the payload, written to a temporary file and renamed into place. A reader checks all
@@ -188,6 +190,11 @@ class RunDir:
     def script_path(self) -> Path:
         return self.path / "job.sh"
 
+    @property
+    def cancel_request_path(self) -> Path:
+        """``cancel-requested``: written by ``hpcpar cancel``; the run's watcher honours it."""
+        return self.path / "cancel-requested"
+
     def chunk_path(self, i: int) -> Path:
         return self.chunks_dir / f"{i:0{CHUNK_DIGITS}d}.pkl"
 
@@ -211,7 +218,10 @@ class RunDir:
         for sub in ("chunks", "results", "logs"):
             (path / sub).mkdir(mode=0o700)
         rd = cls(path)
-        rd.write_meta({"run_id": run_id, "created": time.time(), "state": "created", **(meta or {})})
+        from . import runstate
+
+        runstate.write_new(rd, {"run_id": run_id, "created": time.time(),
+                                "state": runstate.RunPhase.CREATED.value, **(meta or {})})
         return rd
 
     @classmethod
@@ -221,18 +231,9 @@ class RunDir:
             raise FileNotFoundError(f"{path} is not an hpcpar run folder (no run.json)")
         return rd
 
-    # -- run.json ----------------------------------------------------------------------------
+    # -- run.json (owned by hpcpar.runstate, its only writer) --------------------------------
     def read_meta(self) -> dict:
         return json.loads(self.meta_path.read_text())
-
-    def write_meta(self, meta: dict) -> None:
-        atomic_write(self.meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
-
-    def update_meta(self, **changes: Any) -> dict:
-        meta = self.read_meta()
-        meta.update(changes)
-        self.write_meta(meta)
-        return meta
 
     # -- payloads ----------------------------------------------------------------------------
     def write_function(self, payload: bytes) -> None:

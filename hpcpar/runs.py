@@ -7,10 +7,9 @@ import shutil
 import time
 from pathlib import Path
 
+from . import runstate
 from .config import default_runs_dir
 from .rundir import RunDir
-
-FINISHED = ("done", "failed", "cancelled", "submit-failed")
 
 
 def resolve_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> RunDir:
@@ -32,11 +31,22 @@ def resolve_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = Non
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunDir]:
+    """The run folders under ``runs_dir``, oldest first (by ``created`` in run.json; a run
+    whose run.json cannot be read sorts by its folder's change time)."""
     root = Path(runs_dir).expanduser() if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
-    out = [RunDir(p) for p in root.iterdir() if (p / "run.json").is_file()]
-    return sorted(out, key=lambda rd: rd.meta_path.stat().st_mtime)
+    keyed = []
+    for p in root.iterdir():
+        rd = RunDir(p)
+        if not rd.meta_path.is_file():
+            continue
+        try:
+            created = float(runstate.read(rd)["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            created = p.stat().st_ctime
+        keyed.append((created, rd.run_id, rd))
+    return [rd for _, _, rd in sorted(keyed, key=lambda t: t[:2])]
 
 
 def summary(rd: RunDir) -> dict:
@@ -48,7 +58,8 @@ def summary(rd: RunDir) -> dict:
         "backend": meta.get("backend", "?"),
         "kind": meta.get("kind", "?"),
         "job_name": meta.get("job_name", "?"),
-        "state": meta.get("state", "?"),
+        "state": runstate.shown_phase(rd, meta).value,
+        "phase": runstate.shown_phase(rd, meta),
         "chunks": n,
         "results": len(results),
         "job_ids": sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j)),
@@ -62,7 +73,7 @@ def clean(older_than_s: float, runs_dir=None, dry_run: bool = False, all_states:
     now = time.time()
     for rd in list_runs(runs_dir):
         meta = rd.read_meta()
-        finished = meta.get("state") in FINISHED or (
+        finished = runstate.shown_phase(rd, meta).finished or (
             meta.get("n_chunks") is not None and len(rd.result_mtimes()) >= meta["n_chunks"])
         if not (finished or all_states):
             continue

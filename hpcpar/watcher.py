@@ -2,68 +2,92 @@
 
 Every interval (1 s, backing off x1.5 to 30 s while nothing changes)::
 
-    one status call for every live array job        (spec.status_argv / parse_status)
-    one listing of each live run's results/
-    complete results file         -> resolve the chunk's future
-    job final, no complete result -> after a grace period (results may be in flight over NFS):
-        warned of its walltime and made progress -> requeue the rest (not a retry)
-        retries left                             -> resubmit, only those indices
-        else                                     -> JobLostError (state, exit code, stderr tail)
-    final states refined by accounting (sacct) when the scheduler has it, in one call
+    port.poll(job ids of every live chunk)      one status call for every live array job
+    one listing of each live run's results/, one look for its cancel request
+    hpcpar.policy.decide(chunk, status, result, now)  ->  resolve | wait | requeue | retry
+                                                          | lost | cancelled
+    port.final_states(...)                      final states refined by accounting (sacct)
+    port.resubmit(run, indices, reason)         one array per run and reason
+    port.cancel(task ids)                       one command for all of a poll's cancellations
 
-Resubmissions of one poll go out together as one array; cancellations, as one command.
+The policy is :func:`hpcpar.policy.decide` (pure, tested as a table); run and chunk state,
+and run.json, belong to :class:`hpcpar.runstate.Run`. The watcher talks to the engine only
+through :class:`WatchPort` and imports nothing from :mod:`hpcpar.backends`.
+
+Ownership (as CPython's ``concurrent.futures.process._ExecutorManagerThread``): the watcher
+holds its owner (the backend, which is also the port) through a weak reference between
+polls. Each live run keeps a strong reference to its port until the run is finished, so
+futures already handed out still resolve; once the owner is gone and no run is live, the
+thread ends.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import Future
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
 
-from .backends.spec import TaskStatus
-from .errors import HpcparError, JobLostError, SubmissionError
-from .rundir import ChunkResult, CorruptFileError, RunDir
+from .errors import HpcparError, JobLostError
+from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
+from .rundir import ChunkResult, CorruptFileError
+from .runstate import ChunkState, Run
 from .states import JobState
-
-if TYPE_CHECKING:
-    from .backends.batch import BatchBackend
 
 log = logging.getLogger("hpcpar")
 
 
-@dataclasses.dataclass
-class ChunkState:
-    index: int
-    future: Future
-    size: int
-    job_id: str | None = None
-    task_id: str | None = None
-    attempts: int = 0            # submissions of this chunk
-    retries: int = 0             # of which were retries after a loss
-    done_at_submit: int = 0      # tasks finished when last submitted (requeue needs progress)
-    result_mtime: float | None = None
-    partial: ChunkResult | None = None
-    status: TaskStatus = TaskStatus(JobState.PENDING)
-    final_since: float | None = None
+class _Status(NamedTuple):
+    """What the watcher records for an array task the scheduler does not report."""
+
+    state: JobState
+    native: str = ""
+    exit_code: int | None = None
 
 
-class BatchRun:
-    """The watcher's view of one run."""
+MISSING = _Status(JobState.MISSING)
 
-    def __init__(self, rd: RunDir, chunks: dict[int, ChunkState], meta: dict):
-        self.rd = rd
-        self.chunks = chunks
-        self.unfinished = dict(chunks)
-        self.meta = meta
-        self.lock = threading.Lock()
+
+class WatchPort(Protocol):
+    """What the watcher needs from the engine, and nothing more.
+
+    Attributes
+    ----------
+    name : str
+        Backend name, for messages.
+    options : hpcpar.config.Options
+        Read: ``poll_interval_s``, ``max_poll_interval_s``, ``max_retries`` (seconds, count).
+    lost_grace_s : float
+        Seconds a final array task may lack a complete results file before it counts as lost.
+    """
 
     @property
-    def futures(self) -> list[Future]:
-        return [self.chunks[i].future for i in sorted(self.chunks)]
+    def name(self) -> str: ...
 
+    @property
+    def options(self) -> Any: ...
+
+    @property
+    def lost_grace_s(self) -> float: ...
+
+    def poll(self, job_ids: Sequence[str]) -> dict:
+        """Array task id -> status (``.state``, ``.native``, ``.exit_code``) for every task of
+        these jobs, from one status call; a task it does not list is MISSING. Raises
+        StatusError if the call fails."""
+
+    def final_states(self, task_ids: Sequence[str]) -> dict:
+        """Final states from accounting, one call ({} when the scheduler has none)."""
+
+    def resubmit(self, run: Run, indices: list[int], reason: str) -> None:
+        """Submit chunks ``indices`` of ``run`` again, as one array; records it in ``run``."""
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        """Cancel these array tasks or jobs, one command; failures are logged."""
+
+    def log_stem(self, task_id: str) -> str:
+        """File name (without .out/.err) of an array task's logs."""
 
 
 class Watcher(threading.Thread):
@@ -72,58 +96,76 @@ class Watcher(threading.Thread):
     #: seconds of failing status calls after which the unfinished futures fail
     FAIL_AFTER_S = 600.0
 
-    def __init__(self, backend: "BatchBackend"):
-        super().__init__(name=f"hpcpar-watcher-{backend.name}", daemon=True)
-        self.backend = backend
-        self.runs: list[BatchRun] = []
+    def __init__(self, owner: WatchPort):
+        super().__init__(name=f"hpcpar-watcher-{owner.name}", daemon=True)
+        self.name_ = owner.name
+        self.options = owner.options
+        self.grace_s = owner.lost_grace_s
         self.cond = threading.Condition()
-        self.to_cancel: list[tuple[BatchRun, ChunkState]] = []
+        self._owner = weakref.ref(owner, self._owner_gone)
+        self.runs: list[tuple[Run, WatchPort]] = []     # each live run keeps its port alive
+        self.to_cancel: list[tuple[Run, ChunkState]] = []
         self.stopping = False
         self.status_calls = 0
         self.failures = 0
         self.failing_since: float | None = None
 
-    def add(self, run: BatchRun) -> None:
+    # -- the owner's side ----------------------------------------------------------------------
+    def add(self, run: Run, port: WatchPort | None = None) -> None:
+        port = port or self._owner()
+        if port is None:
+            raise RuntimeError("the watcher's owner is gone")
         with self.cond:
-            self.runs.append(run)
+            self.runs.append((run, port))
             self.cond.notify()
 
-    def cancel_later(self, run: BatchRun, c: ChunkState) -> None:
+    def cancel_later(self, run: Run, c: ChunkState) -> None:
         with self.cond:
             self.to_cancel.append((run, c))
             self.cond.notify()
 
-    def live_runs(self) -> list[BatchRun]:
+    def _owner_gone(self, _ref: object) -> None:
         with self.cond:
-            return [r for r in self.runs if r.unfinished]
+            self.cond.notify()
+
+    def live_runs(self) -> list[Run]:
+        with self.cond:
+            return [r for r, _ in self.runs if r.unfinished]
 
     def stop_when_idle(self) -> None:
         with self.cond:
             self.stopping = True
             self.cond.notify()
 
+    # -- the thread ----------------------------------------------------------------------------
     def run(self) -> None:
-        opts = self.backend.options
-        interval = opts.poll_interval_s
+        interval = self.options.poll_interval_s
         while True:
             with self.cond:
                 if not self.to_cancel:
                     self.cond.wait(timeout=interval)
                 cancels, self.to_cancel = self.to_cancel, []
-                self.runs = [r for r in self.runs if r.unfinished]
-                runs = list(self.runs)
-                if self.stopping and not runs and not cancels:
+                self.runs = [(r, p) for r, p in self.runs if r.unfinished]
+                pairs = list(self.runs)
+                owner_gone = self._owner() is None
+                if (self.stopping or owner_gone) and not pairs and not cancels:
                     return
+            port = pairs[0][1] if pairs else self._owner()
+            if port is None:
+                continue
+            runs = [r for r, _ in pairs]
             try:
                 if cancels:
-                    self._cancel(cancels)
-                changed = self._poll(runs) if runs else False
+                    self._cancel(port, cancels)
+                changed = self._poll(port, runs) if runs else False
             except Exception as exc:  # noqa: BLE001 - keep watching; fail futures if it persists
                 changed = False
                 self._on_error(runs, exc)
-            interval = opts.poll_interval_s if changed else min(interval * 1.5, opts.max_poll_interval_s)
+            del port, pairs
+            interval = (self.options.poll_interval_s if changed
+                        else min(interval * 1.5, self.options.max_poll_interval_s))
 
-    def _on_error(self, runs, exc) -> None:
+    def _on_error(self, runs: list[Run], exc: BaseException) -> None:
         """A poll failed (e.g. slurmctld unreachable). Keep trying; fail the futures only once
         polls have failed for ``FAIL_AFTER_S`` seconds in a row (the jobs themselves go on, and
         ``hpcpar.attach`` can collect them later)."""
@@ -131,136 +173,148 @@ class Watcher(threading.Thread):
         now = time.monotonic()
         if self.failing_since is None:
             self.failing_since = now
-        log.warning("%s watcher: %s (failure %d in a row)", self.backend.name, exc, self.failures)
+        log.warning("%s watcher: %s (failure %d in a row)", self.name_, exc, self.failures)
         if now - self.failing_since >= self.FAIL_AFTER_S:
             for run in runs:
                 for c in list(run.unfinished.values()):
                     self._finish(run, c, error=exc)
 
-    def _cancel(self, pairs) -> None:
+    def _cancel(self, port: WatchPort, pairs) -> None:
+        """Futures cancelled by the user: cancel their array tasks, one command."""
         ids = []
         for run, c in pairs:
             with run.lock:
                 if run.unfinished.pop(c.index, None) is not None:
                     ids.append(c.task_id)
-        self.backend.cancel_ids(ids)
-        self.update_meta({run for run, _ in pairs})
+        port.cancel([i for i in ids if i])
+        self._settle(run for run, _ in pairs)
 
-    # -- one poll ----------------------------------------------------------------------------
-    def query(self, job_ids: list[str]) -> dict[str, TaskStatus]:
-        spec = self.backend.spec
-        self.status_calls += 1
-        proc = self.backend.run_cmd(spec.status_argv(job_ids), check=False)
-        if proc.returncode != 0:
-            if spec.status_failed_means_gone(proc.stderr):
-                return {}
-            raise SubmissionError(spec.status_argv(job_ids), proc.returncode, proc.stderr, proc.stdout)
-        return spec.parse_status(proc.stdout)
-
-    def _poll(self, runs: list[BatchRun]) -> bool:
+    # -- one poll ------------------------------------------------------------------------------
+    def _poll(self, port: WatchPort, runs: list[Run]) -> bool:
         job_ids = sorted({c.job_id for r in runs for c in list(r.unfinished.values()) if c.job_id},
                          key=lambda j: (len(j), j))
-        statuses = self.query(job_ids) if job_ids else {}
+        self.status_calls += bool(job_ids)
+        statuses = port.poll(job_ids) if job_ids else {}
         self.failures, self.failing_since = 0, None
         now = time.monotonic()
         changed = False
-        decide: list[tuple[BatchRun, ChunkState]] = []
+        settle: list[tuple[Run, ChunkState]] = []       # final past the grace period
+        cancels: list[tuple[Run, ChunkState]] = []
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
             except OSError as exc:
                 log.warning("cannot list %s: %s", run.rd.results_dir, exc)
                 continue
+            cancel_requested = run.cancel_requested()
             for idx, c in list(run.unfinished.items()):
                 if c.future.cancelled():
                     continue
                 mtime = mtimes.get(idx)
+                facts = ResultFacts.of(c.partial)
                 if mtime is not None and mtime != c.result_mtime:
                     c.result_mtime = mtime
-                    result = self._read(run, idx)
-                    if result is not None and result.complete:
-                        self._finish(run, c, result=result)
-                        changed = True
-                        continue
-                    c.partial = result if result is not None else c.partial
-                status = statuses.get(c.task_id or "", TaskStatus(JobState.MISSING))
-                c.status = status
-                if status.state.is_live:
+                    result, facts = self._read(run, idx)
+                    if result is not None:
+                        c.partial = result
+                c.status = statuses.get(c.task_id or "", MISSING)
+                if c.state.is_live:
                     c.final_since = None
-                    continue
-                if c.final_since is None:
+                elif c.final_since is None:
                     c.final_since = now
                     changed = True          # look again soon
-                elif now - c.final_since >= self.backend.lost_grace_s:
-                    decide.append((run, c))
-        if decide:
+                action = self._decide(c, facts, now, cancel_requested)
+                if action is Action.RESOLVE:
+                    self._finish(run, c, result=c.partial)
+                    changed = True
+                elif action is Action.CANCELLED:
+                    cancels.append((run, c))
+                elif action is not Action.WAIT:
+                    settle.append((run, c))
+        if cancels:
             changed = True
-            self._refine_final(decide)
-            self._handle_lost(decide)
+            self._cancel_requested(port, cancels)
+        if settle:
+            changed = True
+            self._refine_final(port, settle)
+            self._handle_lost(port, settle)
         return changed
 
-    def _read(self, run: BatchRun, idx: int) -> ChunkResult | None:
+    def _decide(self, c: ChunkState, facts: ResultFacts, now: float, cancel_requested: bool) -> Action:
+        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since),
+                      c.state, facts, now, max_retries=self.options.max_retries,
+                      grace_s=self.grace_s, cancel_requested=cancel_requested)
+
+    def _read(self, run: Run, idx: int) -> tuple[ChunkResult | None, ResultFacts]:
+        """Chunk ``idx``'s results file and what it says; a corrupt one is moved aside."""
         try:
-            return run.rd.read_result(idx)
+            result = run.rd.read_result(idx)
         except CorruptFileError as exc:
             moved = run.rd.quarantine_result(idx)
             log.warning("%s; moved to %s, the chunk will be rerun", exc, moved.name)
-            return None
+            return None, ResultFacts(ResultKind.CORRUPT)
         except (OSError, EOFError, ValueError) as exc:
             log.warning("cannot read result %d of %s: %s", idx, run.rd.run_id, exc)
-            return None
+            return None, ABSENT
+        return result, ResultFacts.of(result)
 
-    def _refine_final(self, decide) -> None:
+    def _cancel_requested(self, port: WatchPort, pairs) -> None:
+        """Honour a cancel request: cancel the live array tasks in one command, then the futures."""
+        ids = []
+        for run, c in pairs:
+            with run.lock:
+                if run.unfinished.pop(c.index, None) is None:
+                    continue
+            if c.state.is_live and c.task_id:
+                ids.append(c.task_id)
+            run.cancel_chunk(c)
+        if ids:
+            log.warning("%s: cancel requested; cancelling %d array task(s)", self.name_, len(ids))
+            port.cancel(ids)
+        self._settle(run for run, _ in pairs)
+
+    def _refine_final(self, port: WatchPort, settle) -> None:
         """Final states from accounting (sacct), one call, when the scheduler has it."""
-        spec = self.backend.spec
-        if not self.backend.probe().get("accounting"):
-            return
-        ids = [c.task_id for _, c in decide if c.task_id]
-        argv = spec.final_status_argv(ids)
-        if not argv:
-            return
-        proc = self.backend.run_cmd(argv, check=False)
-        if proc.returncode != 0:
-            log.warning("%s: %s exited %d: %s", self.backend.name, argv[0], proc.returncode, proc.stderr.strip())
-            return
-        final = spec.parse_final_status(proc.stdout)
-        for _, c in decide:
+        final = port.final_states([c.task_id for _, c in settle if c.task_id])
+        for _, c in settle:
             st = final.get(c.task_id or "")
             if st is not None and not st.state.is_live:
                 c.status = st
 
-    def _handle_lost(self, decide) -> None:
-        opts = self.backend.options
-        by_run: dict[BatchRun, dict[str, list[int]]] = {}
-        for run, c in decide:
-            result = self._read(run, c.index) if run.rd.result_path(c.index).exists() else None
-            if result is not None and result.complete:       # arrived during the grace period
-                self._finish(run, c, result=result)
-                continue
+    def _handle_lost(self, port: WatchPort, settle) -> None:
+        by_run: dict[Run, dict[str, list[int]]] = {}
+        now = time.monotonic()
+        for run, c in settle:
+            # look once more: the results may have arrived during the grace period
+            result, facts = (self._read(run, c.index) if run.rd.result_path(c.index).exists()
+                             else (None, ABSENT))
             c.partial = result
-            requeue = (result is not None and result.warned and result.attempts >= c.attempts
-                       and result.done > c.done_at_submit)
-            if requeue:
-                by_run.setdefault(run, {}).setdefault("requeue", []).append(c.index)
-            elif c.retries < opts.max_retries:
-                log.warning("%s: array task %s ended %s without results; resubmitting (retry %d of %d)",
-                            self.backend.name, c.task_id, c.status.state.name, c.retries + 1, opts.max_retries)
-                by_run.setdefault(run, {}).setdefault("retry", []).append(c.index)
-            else:
-                stem = self.backend.spec.log_stem(c.task_id or "")
+            action = self._decide(c, facts, now, run.cancel_requested())
+            if action is Action.RESOLVE:
+                self._finish(run, c, result=result)
+            elif action is Action.CANCELLED:
+                self._cancel_requested(port, [(run, c)])
+            elif action in (Action.REQUEUE, Action.RETRY):
+                if action is Action.RETRY:
+                    log.warning("%s: array task %s ended %s without results; resubmitting "
+                                "(retry %d of %d)", self.name_, c.task_id, c.state.name,
+                                c.retries + 1, self.options.max_retries)
+                by_run.setdefault(run, {}).setdefault(action.value, []).append(c.index)
+            elif action is Action.LOST:
+                exit_code = getattr(c.status, "exit_code", None)
                 self._finish(run, c, error=JobLostError(
-                    c.status.state, c.task_id or "?", c.status.exit_code,
-                    run.rd.stderr_tail(stem), attempts=c.attempts))
+                    c.state, c.task_id or "?", exit_code,
+                    run.rd.stderr_tail(port.log_stem(c.task_id or "")), attempts=c.attempts))
         for run, reasons in by_run.items():
             for reason, indices in reasons.items():
                 try:
-                    self.backend.submit_chunks(run, indices, reason)
+                    port.resubmit(run, indices, reason)
                 except HpcparError as exc:
                     for i in indices:
                         self._finish(run, run.chunks[i], error=exc)
-            self.update_meta([run])
+            self._settle([run])
 
-    def _finish(self, run: BatchRun, c: ChunkState, result: ChunkResult | None = None,
+    def _finish(self, run: Run, c: ChunkState, result: ChunkResult | None = None,
                 error: BaseException | None = None) -> None:
         with run.lock:
             if run.unfinished.pop(c.index, None) is None:
@@ -272,15 +326,13 @@ class Watcher(threading.Thread):
             else:
                 c.future.set_result(result)
         if last:
-            self.update_meta([run])
+            self._settle([run])
 
-    def update_meta(self, runs) -> None:
-        for run in runs:
-            state = "running" if run.unfinished else (
-                "failed" if any(c.future.done() and not c.future.cancelled() and c.future.exception()
-                                for c in run.chunks.values()) else
-                "cancelled" if any(c.future.cancelled() for c in run.chunks.values()) else "done")
+    def _settle(self, runs: Iterable[Run]) -> None:
+        for run in set(runs):
             try:
-                run.rd.update_meta(state=state, submissions=run.meta["submissions"])
+                run.settle()
             except OSError as exc:
                 log.warning("cannot update %s: %s", run.rd.meta_path, exc)
+
+

@@ -53,16 +53,14 @@ def test_watcher_tolerates_failing_status_calls_for_a_while(monkeypatch):
     from concurrent.futures import Future
 
     import hpcpar
-    from hpcpar.watcher import BatchRun, ChunkState, Watcher
+    from hpcpar.runstate import ChunkState, Run
+    from hpcpar.watcher import Watcher
 
     backend = hpcpar.Executor("slurm")._backend
     watcher = Watcher(backend)
     c = ChunkState(0, Future(), 1, job_id="1", task_id="1_0")
-    run = BatchRun.__new__(BatchRun)
-    run.chunks, run.unfinished, run.meta = {0: c}, {0: c}, {"submissions": []}
-    import threading
-    run.lock = threading.Lock()
-    monkeypatch.setattr(watcher, "update_meta", lambda runs: None)
+    run = Run(None, {0: c}, {"submissions": []})
+    monkeypatch.setattr(watcher, "_settle", lambda runs: None)
     clock = [1000.0]
     monkeypatch.setattr("hpcpar.watcher.time.monotonic", lambda: clock[0])
     for _ in range(20):                                   # 20 failures within 10 minutes: keep going

@@ -232,6 +232,10 @@ def test_cli_submit_status_logs_and_cancel_read_the_recorded_task_ids(fake, runs
     assert wait_for(lambda: first.is_file() and first.read_text() == "first\n")
     assert main(["logs", run_id, "--task", "0"]) == 0
     assert "first" in capsys.readouterr().out
+    # the first line's output lands before its task is final: wait for the scheduler to say so
+    assert wait_for(lambda: sorted(s.state.value for s in fake.parse_status(subprocess.run(
+        fake.status_argv([sub["job_id"]]), check=False, capture_output=True, text=True,
+        timeout=30).stdout).values()) == ["COMPLETED", "RUNNING"], timeout=30)
     assert main(["status", run_id]) == 0
     assert "RUNNING: 1" in capsys.readouterr().out
     assert main(["cancel", run_id]) == 0

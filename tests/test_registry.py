@@ -19,7 +19,7 @@ def test_every_shipped_scheduler_is_one_spec_driven_by_the_one_engine():
         backend = create(name, hpcpar.Resources(), Options(dialect="pro" if name == "pbs" else None))
         assert type(backend) is BatchBackend and backend.name == name
         assert backend.array_index_var == backend.spec.array_index_var
-    assert backend_names()[:5] == ("local", "slurm", "pbs", "lsf", "sge")
+    assert backend_names()[:6] == ("local", "inline", "slurm", "pbs", "lsf", "sge")
 
 
 def test_register_scheduler_adds_a_backend_and_refuses_clashes(tmp_path):

@@ -24,6 +24,7 @@ from hpcpar.cli import main
 from hpcpar.report import OUTCOMES, load_timeline, summary_text
 from hpcpar.report_figure import COLOURS, figure, write_html, write_png
 from hpcpar.rundir import ChunkResult, RunDir, load_sealed
+from hpcpar.runstate import Run, RunPhase
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -41,10 +42,12 @@ def make_run(root: Path, chunks=CHUNKS, value=lambda i: i) -> RunDir:
         "backend": "slurm", "kind": "map", "job_name": "synthetic", "n_chunks": N_CHUNKS,
         "submissions": []})
     t0 = rd.read_meta()["created"]
-    rd.update_meta(state="failed", submissions=[
+    run = Run(rd, {}, rd.read_meta())              # run.json's one writer
+    run.meta["submissions"] = [
         {"job_id": "101", "indices": list(range(N_CHUNKS)), "offset": 0, "reason": "initial",
          "time": t0 + 0.5},
-        {"job_id": "107", "indices": [3], "offset": 0, "reason": "retry", "time": t0 + 9.0}])
+        {"job_id": "107", "indices": [3], "offset": 0, "reason": "retry", "time": t0 + 9.0}]
+    run.set_phase(RunPhase.FAILED)
     for i, (start, end, done, raised, host) in enumerate(chunks):
         outcomes = [(True, value(i), "")] * done
         if raised:

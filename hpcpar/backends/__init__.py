@@ -3,7 +3,8 @@
 The executor talks to a :class:`~hpcpar.backends.base.Backend` through one method,
 ``start(RunRequest) -> RunHandle`` (a future per chunk). Two families implement it:
 
-* :mod:`.local` runs chunks in a process pool on this machine, in memory.
+* :mod:`.local` runs chunks in worker processes on this machine, in memory; :mod:`.inline`
+  runs them in the driver's thread, for debugging.
 * :class:`~hpcpar.backends.batch.BatchBackend` writes a run folder and submits one job array
   through a scheduler *spec* (data plus pure parsers: :mod:`.slurm`, :mod:`.pbs`, :mod:`.lsf`,
   :mod:`.sge`, or one added with :func:`register_scheduler`); a
@@ -32,6 +33,10 @@ def create(name: str, resources, options):
         from .local import LocalBackend
 
         return LocalBackend(resources, options)
+    if name == "inline":
+        from .inline import InlineBackend
+
+        return InlineBackend(resources, options)
     from .batch import BatchBackend
 
     return BatchBackend(get_scheduler(name), resources, options)

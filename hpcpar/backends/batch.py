@@ -9,24 +9,26 @@ one status call and resolves, requeues or resubmits chunks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
 import subprocess
 import threading
-import time
+import weakref
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from .. import _signals, _subprocess, templates
+from .. import _signals, _subprocess, runstate, templates
 from ..config import default_runs_dir
-from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, SubmissionError
+from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
 from ..resources import format_hms
 from ..rundir import RunDir, atomic_write, driver_python_path
-from ..states import JobState
-from .base import Backend, RunHandle, RunRequest, cancel_future
-from ..watcher import BatchRun, ChunkState, Watcher
-from .spec import QueueInfo, SchedulerSpec, Submission, TaskStatus
+from ..runstate import ChunkState, Run, RunPhase
+from ..watcher import Watcher
+from .base import Backend, RunHandle, RunRequest
+from .spec import QueueInfo, SchedulerSpec, TaskStatus
 
 log = logging.getLogger("hpcpar")
 
@@ -237,30 +239,79 @@ class BatchBackend(Backend):
                                                    probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
         chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
-        run = BatchRun(rd, chunks, meta)
+        run = Run(rd, chunks, runstate.read(rd))
         try:
             self.submit_chunks(run, sorted(chunks), reason="initial")
         except BaseException:
-            rd.update_meta(state="submit-failed")
+            run.set_phase(RunPhase.SUBMIT_FAILED)
             raise
-        rd.update_meta(state="submitted", submissions=run.meta["submissions"])
+        run.set_phase(RunPhase.SUBMITTED)
         self.watch(run)
         return _BatchHandle(rd.run_id, run.futures, self, run)
 
-    def watch(self, run: BatchRun) -> None:
-        for c in run.chunks.values():
-            c.future.add_done_callback(lambda f, run=run, c=c: f.cancelled() and self._watcher_for().cancel_later(run, c))
-        _signals.register(self)
-        self._watcher_for().add(run)
+    def watch(self, run: Run) -> None:
+        owner = weakref.ref(self)           # a future kept by the user does not keep the backend
 
-    def _watcher_for(self) -> "Watcher":
+        def on_done(f: Future, run: Run = run, c: ChunkState | None = None) -> None:
+            backend = owner()
+            if f.cancelled() and backend is not None and c is not None:
+                backend._watcher_for().cancel_later(run, c)
+
+        for c in run.chunks.values():
+            c.future.add_done_callback(functools.partial(on_done, run=run, c=c))
+        _signals.register(self)
+        self._watcher_for().add(run, self)
+
+    def _watcher_for(self) -> Watcher:
         with self._lock:
             if self._watcher is None or not self._watcher.is_alive():
                 self._watcher = Watcher(self)
                 self._watcher.start()
             return self._watcher
 
-    def submit_chunks(self, run: BatchRun, indices: list[int], reason: str) -> None:
+    # -- the watcher's port (hpcpar.watcher.WatchPort): poll, resubmit, cancel -----------------
+    def poll(self, job_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """Every array task of ``job_ids``, from one status call.
+
+        Raises
+        ------
+        StatusError
+            The status command failed (other than saying the jobs are gone) or timed out.
+        """
+        argv = self.spec.status_argv(job_ids)
+        try:
+            proc = self.run_cmd(argv, check=False)
+        except SubmissionError as exc:                    # timed out
+            raise StatusError(exc.argv, exc.returncode, exc.stderr, exc.stdout) from exc
+        if proc.returncode != 0:
+            if self.spec.status_failed_means_gone(proc.stderr):
+                return {}
+            raise StatusError(argv, proc.returncode, proc.stderr, proc.stdout)
+        return self.spec.parse_status(proc.stdout)
+
+    def final_states(self, task_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """Final states from accounting (sacct), one call, when the scheduler has it."""
+        if not task_ids or not self.probe().get("accounting"):
+            return {}
+        argv = self.spec.final_status_argv(task_ids)
+        if not argv:
+            return {}
+        proc = self.run_cmd(argv, check=False)
+        if proc.returncode != 0:
+            log.warning("%s: %s exited %d: %s", self.name, argv[0], proc.returncode, proc.stderr.strip())
+            return {}
+        return self.spec.parse_final_status(proc.stdout)
+
+    def resubmit(self, run: Run, indices: list[int], reason: str) -> None:
+        self.submit_chunks(run, indices, reason)
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        self.cancel_ids(ids)
+
+    def log_stem(self, task_id: str) -> str:
+        return self.spec.log_stem(task_id)
+
+    def submit_chunks(self, run: Run, indices: list[int], reason: str) -> None:
         """Submit ``indices`` of ``run`` as array job(s); record them in run.json."""
         probe = self.probe()
         subs = self.spec.submissions(str(run.rd.script_path), indices, self.options.max_running,
@@ -277,42 +328,38 @@ class BatchBackend(Backend):
             except (SubmissionError, ValueError) as exc:
                 if done_jobs and reason == "initial":          # all or nothing
                     self.run_cmd(self.spec.cancel_argv(done_jobs), check=False)
-                if isinstance(exc, ValueError):
-                    raise SubmissionError(sub.argv, 0, str(exc), proc.stdout if proc else "") from exc
+                if isinstance(exc, ValueError) and proc is not None:
+                    raise SubmissionError(sub.argv, proc.returncode, proc.stderr, proc.stdout,
+                                          reason=f"its output has no job id ({exc})") from exc
                 raise
-            record = submission_record(self.spec, sub, task_ids, reason)
-            done_jobs.extend(record["job_ids"])
-            for i in sub.indices:
-                c = run.chunks[i]
-                c.task_id = task_ids[i]
-                c.job_id = self.spec.job_id_of(c.task_id)
-                c.attempts += 1
-                c.retries += reason == "retry"
-                c.done_at_submit = c.partial.done if c.partial else 0
-                c.status, c.final_since = TaskStatus(JobState.PENDING), None
-            run.meta["submissions"].append(record)
+            job_ids = list(dict.fromkeys(self.spec.job_id_of(task_ids[i]) for i in sub.indices))
+            done_jobs.extend(job_ids)
+            run.record_submission(job_ids[0], {i: task_ids[i] for i in sub.indices}, reason,
+                                  sub.offset, job_id_of=self.spec.job_id_of)
             log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name,
-                     record["job_id"], len(sub.indices), reason, run.rd.run_id)
+                     " ".join(job_ids), len(sub.indices), reason, run.rd.run_id)
 
-    def cancel_ids(self, ids: list[str]) -> None:
+    def cancel_ids(self, ids: Sequence[str | None]) -> None:
         """One cancel command for these job ids or array task ids; failures are logged."""
-        ids = sorted({i for i in ids if i})
-        if not ids:
+        todo = sorted({i for i in ids if i})
+        if not todo:
             return
-        proc = self.run_cmd(self.spec.cancel_argv(ids), check=False)
+        proc = self.run_cmd(self.spec.cancel_argv(todo), check=False)
         if proc.returncode != 0:
             log.warning("%s: cancel exited %d: %s", self.name, proc.returncode, proc.stderr.strip())
 
-    def cancel_run(self, run: BatchRun) -> None:
+    def cancel_run(self, run: Run) -> None:
         """Cancel every unfinished chunk of ``run``: whole array jobs (their finished tasks are
         unaffected), in one call."""
         with run.lock:
             pending = list(run.unfinished.values())
-            run.unfinished.clear()
         for c in pending:
-            cancel_future(c.future)
+            run.cancel_chunk(c)
         self.cancel_ids([c.job_id for c in pending])
-        self._watcher_for().update_meta([run])
+        try:
+            run.settle()
+        except OSError as exc:
+            log.warning("cannot update %s: %s", run.rd.meta_path, exc)
 
     def on_driver_signal(self, signame: str) -> None:
         if self.options.detach:
@@ -338,17 +385,6 @@ class BatchBackend(Backend):
             watcher.join()
 
 
-def submission_record(spec: SchedulerSpec, sub: Submission, task_ids: dict[int, str],
-                      reason: str) -> dict:
-    """What run.json keeps of one submission: its chunks and their task ids, in the same order
-    (``task_ids[k]`` is the task of chunk ``indices[k]``), the job id(s) and why it was made."""
-    tasks = [task_ids[i] for i in sub.indices]
-    job_ids = list(dict.fromkeys(spec.job_id_of(t) for t in tasks))
-    return {"job_id": job_ids[0] if job_ids else "", "job_ids": job_ids,
-            "indices": list(sub.indices), "task_ids": tasks, "offset": sub.offset,
-            "reason": reason, "time": time.time()}
-
-
 def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
     """Chunk index -> ``(task id, reason)`` of each submission of it, oldest first, as
     run.json recorded them at submission (the task ids are never recomputed).
@@ -370,7 +406,7 @@ def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
 
 
 class _BatchHandle(RunHandle):
-    def __init__(self, run_id, futures, backend: BatchBackend, run: BatchRun):
+    def __init__(self, run_id, futures, backend: BatchBackend, run: Run):
         super().__init__(run_id, futures)
         self.backend = backend
         self.run = run

@@ -21,7 +21,7 @@ BUILTIN = {
     "sge": ("hpcpar.backends.sge", "SgeSpec"),
 }
 #: backends that are not schedulers (they keep nothing on disk)
-NOT_SCHEDULERS = ("local",)
+NOT_SCHEDULERS = ("local", "inline")
 
 _registered: dict[str, SchedulerSpec] = {}
 _lock = threading.Lock()

@@ -1,0 +1,141 @@
+"""The retry policy, as one pure function: what to do with a chunk after one look at it.
+
+The watcher gathers the observation (one status call, one listing of ``results/``, the run
+folder's cancel request) and acts on the answer; :func:`decide` does no I/O and reads no
+clock, so every "why was this chunk resubmitted?" is one row of ``tests/test_policy.py``.
+
+Rules, first match wins::
+
+    results complete                              -> RESOLVE   (whatever the scheduler says)
+    cancel requested (`hpcpar cancel`)            -> CANCELLED (never resubmitted)
+    job live (PENDING, RUNNING, UNKNOWN)          -> WAIT
+    final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
+    partial, warned of walltime, made progress    -> REQUEUE   (resume; not a retry)
+    retries left                                  -> RETRY     (resubmit that index only)
+    otherwise                                     -> LOST      (JobLostError)
+
+A corrupt results file counts as absent (the watcher moves it aside, so the chunk reruns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from .states import JobState
+
+
+class Action(enum.Enum):
+    """What the watcher does with a chunk."""
+
+    RESOLVE = "resolve"        #: set the future's result from the complete results file
+    WAIT = "wait"              #: nothing yet; look again next poll
+    REQUEUE = "requeue"        #: resubmit to resume a checkpointed chunk (not counted as a retry)
+    RETRY = "retry"            #: resubmit a chunk lost without results (counted)
+    LOST = "lost"              #: fail the future with JobLostError
+    CANCELLED = "cancelled"    #: cancel the array task (if live) and the future
+
+
+class ResultKind(enum.Enum):
+    """What the chunk's results file holds."""
+
+    ABSENT = "absent"
+    PARTIAL = "partial"        #: fewer tasks done than the chunk has (a checkpoint)
+    COMPLETE = "complete"
+    CORRUPT = "corrupt"        #: truncated or altered (fails its length or SHA-256 check)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkFacts:
+    """The watcher's memory of one chunk.
+
+    Attributes
+    ----------
+    attempts : int
+        Submissions of this chunk so far (initial, requeues and retries).
+    retries : int
+        Of which were retries after a loss.
+    done_at_submit : int
+        Tasks finished when the chunk was last submitted (a requeue needs progress beyond it).
+    final_since : float or None
+        Monotonic seconds at which its array task was first seen final; None while live.
+    """
+
+    attempts: int = 1
+    retries: int = 0
+    done_at_submit: int = 0
+    final_since: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultFacts:
+    """What the chunk's results file says (``kind`` ABSENT: the other fields are unused).
+
+    Attributes
+    ----------
+    kind : ResultKind
+    done : int
+        Tasks finished.
+    attempts : int
+        Attempts that wrote to it (the worker counts them).
+    warned : bool
+        The last attempt got the scheduler's walltime warning.
+    """
+
+    kind: ResultKind = ResultKind.ABSENT
+    done: int = 0
+    attempts: int = 0
+    warned: bool = False
+
+    @classmethod
+    def of(cls, result) -> ResultFacts:
+        """From a :class:`~hpcpar.rundir.ChunkResult` (or None: absent)."""
+        if result is None:
+            return cls()
+        kind = ResultKind.COMPLETE if result.complete else ResultKind.PARTIAL
+        return cls(kind, result.done, result.attempts, result.warned)
+
+
+ABSENT = ResultFacts()
+
+
+def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
+           max_retries: int, grace_s: float, cancel_requested: bool = False) -> Action:
+    """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
+
+    Parameters
+    ----------
+    chunk : ChunkFacts
+    status : JobState
+        Its array task's state (MISSING when the scheduler no longer reports it).
+    result : ResultFacts
+    now : float
+        Monotonic seconds, the same clock as ``chunk.final_since``.
+    max_retries : int
+        Resubmissions allowed after a loss (the ``max_retries`` option).
+    grace_s : float
+        Seconds a final job may lack a visible complete result before it counts as lost.
+    cancel_requested : bool
+        The run folder holds a cancel request (``hpcpar cancel``), or the owner cancelled.
+
+    Returns
+    -------
+    Action
+    """
+    if result.kind is ResultKind.COMPLETE:
+        return Action.RESOLVE
+    if cancel_requested:
+        return Action.CANCELLED
+    if status.is_live:
+        return Action.WAIT
+    if chunk.final_since is None or now - chunk.final_since < grace_s:
+        return Action.WAIT
+    if (result.kind is ResultKind.PARTIAL and result.warned and result.attempts >= chunk.attempts
+            and result.done > chunk.done_at_submit):
+        return Action.REQUEUE
+    if chunk.retries < max_retries:
+        return Action.RETRY
+    return Action.LOST
+
+
+__all__ = ["ABSENT", "Action", "ChunkFacts", "ResultFacts", "ResultKind", "decide"]

@@ -1,0 +1,272 @@
+"""Run state: the one owner of a run's and its chunks' state, and of ``run.json``.
+
+Nothing else writes ``run.json``. In a driver (an executor, :func:`hpcpar.attach`, or
+``hpcpar submit``) one :class:`Run` holds the run's record in memory and writes it whole,
+atomically, under a lock, each time it changes: no read-modify-write, so two threads (the
+watcher, and the main thread cancelling) never undo each other. Everyone else reads it.
+
+Other processes *ask* through the run folder instead of rewriting it: ``hpcpar cancel``
+writes ``cancel-requested`` (:func:`request_cancel`); the run's watcher, in a live driver or
+a later :func:`hpcpar.attach`, cancels the unfinished chunks and records ``cancelled``.
+
+``run.json`` (schema, version 1)::
+
+    run_id, created (epoch s), state (a RunPhase value), backend, kind, mode, job_name,
+    n_chunks, chunk_sizes, resources, options, python, python_path, driver {host, pid},
+    accounting, submissions: [{job_id, job_ids, indices, task_ids, offset, reason, time}]
+    (``task_ids[k]`` is the array task id of chunk ``indices[k]``, as the scheduler named it
+    at submission; runs written before task ids were recorded have none)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .rundir import atomic_write
+from .states import JobState
+
+if TYPE_CHECKING:
+    from .rundir import ChunkResult, RunDir
+
+
+class RunPhase(str, enum.Enum):
+    """A run's state, as ``run.json`` records it (``state``)."""
+
+    CREATED = "created"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUBMIT_FAILED = "submit-failed"
+
+    @property
+    def finished(self) -> bool:
+        """True for DONE, FAILED, CANCELLED and SUBMIT_FAILED: nothing of the run runs any more."""
+        return self in _FINISHED
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINISHED = frozenset({RunPhase.DONE, RunPhase.FAILED, RunPhase.CANCELLED, RunPhase.SUBMIT_FAILED})
+
+
+class SubmitReason(str, enum.Enum):
+    """Why chunks were submitted (``submissions[].reason``)."""
+
+    INITIAL = "initial"
+    REQUEUE = "requeue"      #: resume a checkpointed chunk warned of its walltime; not a retry
+    RETRY = "retry"          #: a chunk lost without results
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# -- reading, and the few writes outside a driver ------------------------------------------------
+def _write(rd: RunDir, meta: Mapping[str, Any]) -> None:
+    atomic_write(rd.meta_path, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def write_new(rd: RunDir, meta: Mapping[str, Any]) -> None:
+    """Write a new run's first ``run.json`` (called by :meth:`RunDir.create` only)."""
+    _write(rd, meta)
+
+
+def read(rd: RunDir) -> dict:
+    """``run.json`` as a dict."""
+    return json.loads(rd.meta_path.read_text())
+
+
+def phase_of(meta: Mapping[str, Any]) -> RunPhase:
+    """The recorded :class:`RunPhase` (CREATED if absent; ValueError for an unknown value)."""
+    return RunPhase(meta.get("state", RunPhase.CREATED.value))
+
+
+def request_cancel(rd: RunDir) -> bool:
+    """Ask the run's driver to cancel it: create ``cancel-requested`` (atomically, once).
+
+    Returns
+    -------
+    bool
+        False if a cancel was already requested.
+    """
+    try:
+        fd = os.open(rd.cancel_request_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"time": time.time(), "host": os.uname().nodename, "pid": os.getpid()}) + "\n")
+    return True
+
+
+def cancel_requested(rd: RunDir) -> bool:
+    return rd.cancel_request_path.exists()
+
+
+def shown_phase(rd: RunDir, meta: Mapping[str, Any]) -> RunPhase:
+    """The phase to show a user: the recorded one, or CANCELLED once a cancel is requested
+    for a run not finished (its driver may be gone, and cannot record it)."""
+    try:
+        recorded = phase_of(meta)
+    except ValueError:
+        recorded = RunPhase.CREATED
+    if not recorded.finished and cancel_requested(rd):
+        return RunPhase.CANCELLED
+    return recorded
+
+
+# -- the owner, in a driver -----------------------------------------------------------------------
+@dataclasses.dataclass
+class ChunkState:
+    """What the driver knows of one chunk."""
+
+    index: int
+    future: Future
+    size: int
+    job_id: str | None = None
+    task_id: str | None = None
+    attempts: int = 0            # submissions of this chunk
+    retries: int = 0             # of which were retries after a loss
+    done_at_submit: int = 0      # tasks finished when last submitted (requeue needs progress)
+    result_mtime: float | None = None
+    partial: ChunkResult | None = None
+    status: Any = None           # the last TaskStatus polled (None: PENDING, not polled yet)
+    final_since: float | None = None
+
+    @property
+    def state(self) -> JobState:
+        """The array task's last polled state (PENDING before the first poll)."""
+        return self.status.state if self.status is not None else JobState.PENDING
+
+
+class Run:
+    """One run's state in its driver, and the only writer of its ``run.json``.
+
+    Attributes
+    ----------
+    rd : RunDir
+    chunks : dict of int to ChunkState
+    unfinished : dict of int to ChunkState
+        The chunks whose future is not resolved yet.
+    meta : dict
+        The record, as written to ``run.json``.
+    lock : threading.Lock
+        Guards ``unfinished``.
+    """
+
+    def __init__(self, rd: RunDir, chunks: dict[int, ChunkState], meta: dict):
+        self.rd = rd
+        self.chunks = chunks
+        self.unfinished = dict(chunks)
+        self.meta = meta
+        self.meta.setdefault("submissions", [])
+        self.lock = threading.Lock()
+        self._write_lock = threading.RLock()      # guards meta (and the file) while changed or written
+
+    @classmethod
+    def reopen(cls, rd: RunDir, job_id_of: Callable[[str], str]) -> Run:
+        """A run from its folder (for :func:`hpcpar.attach`): chunks, task ids and attempts as
+        ``run.json`` recorded them at submission (never recomputed); ``job_id_of(task_id)`` is
+        the job an array task belongs to (the spec's).
+
+        Raises
+        ------
+        ConfigError
+            A submission without task ids (a run made by an hpcpar that did not record them).
+        """
+        meta = read(rd)
+        sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
+        chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
+        for sub in meta.get("submissions", []):
+            recorded = sub.get("task_ids")
+            if recorded is None or len(recorded) != len(sub["indices"]):
+                raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the "
+                                  "run was made by an older hpcpar: follow it with that version")
+            for i, tid in zip(sub["indices"], recorded):
+                c = chunks[i]
+                c.task_id, c.job_id = tid, job_id_of(tid)
+                c.attempts += 1
+                c.retries += sub.get("reason") == SubmitReason.RETRY
+        return cls(rd, chunks, meta)
+
+    @property
+    def futures(self) -> list[Future]:
+        return [self.chunks[i].future for i in sorted(self.chunks)]
+
+    def cancel_requested(self) -> bool:
+        """True once the run folder holds a cancel request (``hpcpar cancel``)."""
+        return cancel_requested(self.rd)
+
+    # -- changes -------------------------------------------------------------------------------
+    def record_submission(self, job_id: str, task_ids: Mapping[int, str], reason: str,
+                          offset: int = 0,
+                          job_id_of: Callable[[str], str] | None = None) -> None:
+        """Chunks ``task_ids`` (chunk index -> array task id) were submitted as job ``job_id``;
+        ``job_id_of(task_id)``, when given, names each task's own job (a scheduler whose one
+        submission makes several jobs)."""
+        why = SubmitReason(reason)
+        job_of = job_id_of or (lambda _tid: job_id)
+        for i, tid in task_ids.items():
+            c = self.chunks[i]
+            c.job_id, c.task_id = job_of(tid), tid
+            c.attempts += 1
+            c.retries += why is SubmitReason.RETRY
+            c.done_at_submit = c.partial.done if c.partial else 0
+            c.status, c.final_since = None, None     # pending until polled
+        job_ids = list(dict.fromkeys(job_of(t) for t in task_ids.values())) or [job_id]
+        with self._write_lock:
+            self.meta["submissions"].append({
+                "job_id": job_id, "job_ids": job_ids, "indices": list(task_ids),
+                "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
+                "time": time.time()})
+
+    def cancel_chunk(self, c: ChunkState) -> bool:
+        """Cancel chunk ``c``'s future if it has not finished, notifying its waiters (as an
+        executor must, or ``concurrent.futures.wait`` never sees it done)."""
+        with self.lock:
+            self.unfinished.pop(c.index, None)
+        if c.future.cancel():
+            if c.future._state == "CANCELLED":          # not yet notified
+                c.future.set_running_or_notify_cancel()
+            return True
+        return False
+
+    def set_phase(self, phase: RunPhase) -> None:
+        """Record ``phase`` and write ``run.json``."""
+        with self._write_lock:
+            self.meta["state"] = RunPhase(phase).value
+            self.save()
+
+    def settle(self) -> RunPhase:
+        """Record the phase the futures show (RUNNING while any is unfinished, else FAILED,
+        CANCELLED or DONE) and write ``run.json``."""
+        with self.lock:
+            live = bool(self.unfinished)
+        futures = [c.future for c in self.chunks.values()]
+        phase = (RunPhase.RUNNING if live else
+                 RunPhase.FAILED if any(f.done() and not f.cancelled() and f.exception() for f in futures) else
+                 RunPhase.CANCELLED if any(f.cancelled() for f in futures) else RunPhase.DONE)
+        self.set_phase(phase)
+        return phase
+
+    def save(self) -> None:
+        """Write the record to ``run.json`` (atomically; the whole record, never merged)."""
+        with self._write_lock:
+            _write(self.rd, self.meta)
+
+    def submitted_job_ids(self) -> Sequence[str]:
+        return [s["job_id"] for s in self.meta["submissions"]]
+
+
+__all__ = ["ChunkState", "Run", "RunPhase", "SubmitReason", "cancel_requested", "phase_of",
+           "read", "request_cancel", "shown_phase", "write_new"]
