@@ -24,6 +24,7 @@ thread ends.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import weakref
@@ -139,6 +140,11 @@ class Watcher(threading.Thread):
 
     # -- the thread ----------------------------------------------------------------------------
     def run(self) -> None:
+        # The driver's SIGINT and SIGTERM must reach the main thread, where Python runs their
+        # handlers (hpcpar._signals cancels the jobs, then dies). A process-directed signal the
+        # kernel hands to this thread instead only trips a flag, and the handler waits until the
+        # main thread next runs Python code: after a user's time.sleep(300), 300 s later.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         interval = self.options.poll_interval_s
         while True:
             with self.cond:
