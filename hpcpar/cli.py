@@ -266,7 +266,7 @@ def cmd_logs(a) -> int:
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
         return 1
-    from .backends.batch import recorded_tasks
+    from .runstate import recorded_tasks
 
     spec = _run_backend(meta).spec
     tasks = recorded_tasks(meta)

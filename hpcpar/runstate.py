@@ -187,16 +187,12 @@ class Run:
         meta = read(rd)
         sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
         chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
-        for sub in meta.get("submissions", []):
-            recorded = sub.get("task_ids")
-            if recorded is None or len(recorded) != len(sub["indices"]):
-                raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the "
-                                  "run was made by an older hpcpar: follow it with that version")
-            for i, tid in zip(sub["indices"], recorded):
-                c = chunks[i]
-                c.task_id, c.job_id = tid, job_id_of(tid)
-                c.attempts += 1
-                c.retries += sub.get("reason") == SubmitReason.RETRY
+        for i, tasks in recorded_tasks(meta).items():
+            c = chunks[i]
+            c.task_id = tasks[-1][0]
+            c.job_id = job_id_of(c.task_id)
+            c.attempts = len(tasks)
+            c.retries = sum(reason == SubmitReason.RETRY for _, reason in tasks)
         return cls(rd, chunks, meta)
 
     @property
@@ -268,5 +264,25 @@ class Run:
         return [s["job_id"] for s in self.meta["submissions"]]
 
 
-__all__ = ["ChunkState", "Run", "RunPhase", "SubmitReason", "cancel_requested", "phase_of",
+__all__ = ["ChunkState", "Run", "RunPhase", "SubmitReason", "cancel_requested", "phase_of", "recorded_tasks",
            "read", "request_cancel", "shown_phase", "write_new"]
+
+
+def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
+    """Chunk index -> ``(task id, reason)`` of each submission of it, oldest first, as
+    run.json recorded them at submission (the task ids are never recomputed).
+
+    Raises
+    ------
+    ConfigError
+        A submission without task ids (a run made by hpcpar 0.1 before they were recorded).
+    """
+    out: dict[int, list[tuple[str, str]]] = {}
+    for sub in meta.get("submissions", []):
+        tasks = sub.get("task_ids")
+        if tasks is None or len(tasks) != len(sub["indices"]):
+            raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "
+                              "was made by an older hpcpar: follow it with that version")
+        for i, task_id in zip(sub["indices"], tasks):
+            out.setdefault(i, []).append((task_id, sub.get("reason", "initial")))
+    return out

@@ -385,26 +385,6 @@ class BatchBackend(Backend):
             watcher.join()
 
 
-def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
-    """Chunk index -> ``(task id, reason)`` of each submission of it, oldest first, as
-    run.json recorded them at submission (the task ids are never recomputed).
-
-    Raises
-    ------
-    ConfigError
-        A submission without task ids (a run made by hpcpar 0.1 before they were recorded).
-    """
-    out: dict[int, list[tuple[str, str]]] = {}
-    for sub in meta.get("submissions", []):
-        tasks = sub.get("task_ids")
-        if tasks is None or len(tasks) != len(sub["indices"]):
-            raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "
-                              "was made by an older hpcpar: follow it with that version")
-        for i, task_id in zip(sub["indices"], tasks):
-            out.setdefault(i, []).append((task_id, sub.get("reason", "initial")))
-    return out
-
-
 class _BatchHandle(RunHandle):
     def __init__(self, run_id, futures, backend: BatchBackend, run: Run):
         super().__init__(run_id, futures)
