@@ -11,7 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))     # hpcpar_docs: tables generated from the code
 
-import hpcpar  # installed editable by scripts/docs
+import hpcpar  # noqa: E402 (installed editable by scripts/docs; after the sys.path line)
 
 project = "hpcpar"
 author = "the hpcpar authors"

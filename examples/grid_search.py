@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     print("mean test scores (5-fold CV):")
     print(f"{'C':>8s} {'gamma':>8s} {'hpcpar':>9s} {'loky':>9s}")
     mine, theirs = ours.cv_results_["mean_test_score"], loky.cv_results_["mean_test_score"]
-    for params, s1, s2 in zip(ours.cv_results_["params"], mine, theirs):
+    for params, s1, s2 in zip(ours.cv_results_["params"], mine, theirs, strict=False):
         print(f"{params['C']:8g} {params['gamma']:8g} {s1:9.6f} {s2:9.6f}")
     same_params = ours.best_params_ == loky.best_params_
     same_order = ours.cv_results_["params"] == loky.cv_results_["params"]

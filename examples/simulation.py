@@ -58,7 +58,7 @@ def sweep_tasks(root_seed: int, paths: int) -> list[tuple[float, float, np.rando
     """One ``(sigma, strike, seed, paths)`` per grid point, each with its own child seed."""
     grid = list(itertools.product(VOLATILITIES, STRIKES))
     seeds = np.random.SeedSequence(root_seed).spawn(len(grid))
-    return [(sigma, strike, seed, paths) for (sigma, strike), seed in zip(grid, seeds)]
+    return [(sigma, strike, seed, paths) for (sigma, strike), seed in zip(grid, seeds, strict=False)]
 
 
 def digest(results: list[tuple[float, float]]) -> str:
@@ -90,12 +90,12 @@ def main(argv=None) -> int:
     else:
         with hpcpar.Executor(a.backend, job_name="mc-sweep", mem="1GB", walltime="00:10:00") as ex:
             where = f"hpcpar {ex.backend_name}"
-            results = list(ex.map(simulate, *zip(*tasks)))
+            results = list(ex.map(simulate, *zip(*tasks, strict=False)))
     wall = time.perf_counter() - t0
 
     print(f"{'sigma':>5s} {'strike':>6s} {'MC price':>10s} {'std err':>8s} {'exact':>10s} {'z':>6s}")
     worst = 0.0
-    for (sigma, strike, _, _), (price, err) in zip(tasks, results):
+    for (sigma, strike, _, _), (price, err) in zip(tasks, results, strict=False):
         exact = black_scholes_call(sigma, strike)
         z = (price - exact) / err
         worst = max(worst, abs(z))

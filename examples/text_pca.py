@@ -104,7 +104,7 @@ def column_names(terms: Counter) -> dict[int, str]:
                                  alternate_sign=False, norm=None)
     columns = one_term.transform(vocab).indices      # one non-zero per row, in row order
     names: dict[int, str] = {}
-    for term, col in zip(vocab, columns.tolist()):
+    for term, col in zip(vocab, columns.tolist(), strict=False):
         if col not in names:
             names[col] = term
         elif not names[col].endswith("*"):
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     print(f"term counts: {counts.shape[0]} x {counts.shape[1]} hashed columns, {counts.nnz} "
           f"non-zeros, {len(names)} named columns; {len(batches(docs, a.batch_size))} batches")
     for i, (ratio, terms) in enumerate(zip(svd.explained_variance_ratio_,
-                                           top_terms(svd, names, a.top))):
+                                           top_terms(svd, names, a.top), strict=False)):
         print(f"component {i}: explained variance {ratio:.6f}: {' '.join(terms)}")
     print(f"ran as: {where}, {wall:.2f} s")
     if a.save:

@@ -7,8 +7,9 @@
 [0, 1, 4, 9]
 """
 
-from concurrent.futures import FIRST_COMPLETED, ALL_COMPLETED, as_completed, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, as_completed, wait
 
+from .backends.registry import register_scheduler
 from .errors import (
     ConfigError,
     HpcparError,
@@ -20,10 +21,9 @@ from .errors import (
     SubmissionError,
     TaskError,
 )
+from .executor import Executor
 from .resources import Resources, parse_mem, parse_walltime
 from .states import JobState
-from .executor import Executor
-from .backends.registry import register_scheduler
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ import threading
 import weakref
 
 log = logging.getLogger("hpcpar")
-_backends: "weakref.WeakSet" = weakref.WeakSet()
+_backends: weakref.WeakSet = weakref.WeakSet()
 _previous: dict[int, object] = {}
 _lock = threading.Lock()
 

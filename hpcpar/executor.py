@@ -193,7 +193,7 @@ class Executor(concurrent.futures.Executor):
     def _progress(self, handle: RunHandle, sizes: list[int], fn: Callable) -> _Progress:
         """A progress bar (when enabled) advanced by each chunk's size as it finishes."""
         progress = _Progress(self._progress_enabled(), sum(sizes), self._job_name(fn))
-        for f, n in zip(handle.futures, sizes):
+        for f, n in zip(handle.futures, sizes, strict=False):
             f.add_done_callback(lambda _f, n=n: progress.add(n))
         return progress
 
@@ -280,7 +280,7 @@ class Executor(concurrent.futures.Executor):
                     if f.set_running_or_notify_cancel():
                         f.set_exception(exc)
                 continue
-            for f, cf in zip(futs, handle.futures):
+            for f, cf in zip(futs, handle.futures, strict=False):
                 link = getattr(cf, "add_running_callback", None)
                 if link is not None:            # the call's future is RUNNING while it runs
                     link(f.set_running_or_notify_cancel)
@@ -308,7 +308,7 @@ class Executor(concurrent.futures.Executor):
         """
         with self._lock:
             self._check_open()
-            items = list(zip(*iterables))
+            items = list(zip(*iterables, strict=False))
             if not items:
                 return iter(())
             handle, sizes = self._start_items(fn, items, "map", "map", chunksize)

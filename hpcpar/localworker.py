@@ -64,7 +64,7 @@ def _dumps_result(result) -> bytes:
         try:
             return dumps(("ok", result))
         except Exception:  # noqa: BLE001 - find which value does not pickle
-            for i, (ok, value, tb) in enumerate(result.outcomes):
+            for i, (_ok, value, tb) in enumerate(result.outcomes):
                 try:
                     dumps(value)
                 except Exception as exc:  # noqa: BLE001 - becomes that task's error

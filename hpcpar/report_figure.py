@@ -83,7 +83,7 @@ def figure(tl: RunTimeline) -> Figure:
                    left=[x for x, _ in spans], height=0.7,
                    color=[COLOURS[c.outcome] for c in tl.chunks], edgecolor="black",
                    linewidth=0.4 if n <= 200 else 0.0)
-    for c, bar in zip(tl.chunks, bars.patches):
+    for c, bar in zip(tl.chunks, bars.patches, strict=False):
         bar.set_gid(f"chunk-{c.index}")
         if c.outcome == "no result":
             bar.set_hatch("//")

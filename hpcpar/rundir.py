@@ -203,7 +203,7 @@ class RunDir:
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | os.PathLike, prefix: str = "run", meta: dict | None = None) -> "RunDir":
+    def create(cls, root: str | os.PathLike, prefix: str = "run", meta: dict | None = None) -> RunDir:
         """Make a new private run folder under ``root`` (created 0700 if missing).
 
         The run id is ``<prefix>-<UTC time>-<random>``, unique without coordination.
@@ -225,7 +225,7 @@ class RunDir:
         return rd
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "RunDir":
+    def open(cls, path: str | os.PathLike) -> RunDir:
         rd = cls(path)
         if not rd.meta_path.is_file():
             raise FileNotFoundError(f"{path} is not an hpcpar run folder (no run.json)")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .rundir import ChunkResult, RunDir
 
 
-class RunPhase(str, enum.Enum):
+class RunPhase(enum.StrEnum):
     """A run's state, as ``run.json`` records it (``state``)."""
 
     CREATED = "created"
@@ -61,7 +61,7 @@ class RunPhase(str, enum.Enum):
 _FINISHED = frozenset({RunPhase.DONE, RunPhase.FAILED, RunPhase.CANCELLED, RunPhase.SUBMIT_FAILED})
 
 
-class SubmitReason(str, enum.Enum):
+class SubmitReason(enum.StrEnum):
     """Why chunks were submitted (``submissions[].reason``)."""
 
     INITIAL = "initial"
@@ -264,8 +264,19 @@ class Run:
         return [s["job_id"] for s in self.meta["submissions"]]
 
 
-__all__ = ["ChunkState", "Run", "RunPhase", "SubmitReason", "cancel_requested", "phase_of", "recorded_tasks",
-           "read", "request_cancel", "shown_phase", "write_new"]
+__all__ = [
+    "ChunkState",
+    "Run",
+    "RunPhase",
+    "SubmitReason",
+    "cancel_requested",
+    "phase_of",
+    "read",
+    "recorded_tasks",
+    "request_cancel",
+    "shown_phase",
+    "write_new",
+]
 
 
 def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
@@ -283,6 +294,6 @@ def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
         if tasks is None or len(tasks) != len(sub["indices"]):
             raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "
                               "was made by an older hpcpar: follow it with that version")
-        for i, task_id in zip(sub["indices"], tasks):
+        for i, task_id in zip(sub["indices"], tasks, strict=False):
             out.setdefault(i, []).append((task_id, sub.get("reason", "initial")))
     return out

@@ -160,7 +160,7 @@ def additional_parameters(directives) -> dict[str, Any]:
         name, sep, value = text[2:].partition("=")
         if not sep:
             name, _, value = name.partition(" ")
-        out[name.strip()] = value.strip() if value.strip() else True
+        out[name.strip()] = value.strip() or True
     return out
 
 

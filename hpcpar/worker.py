@@ -37,7 +37,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
@@ -62,7 +62,7 @@ def portable_exception(exc: BaseException, tb: str) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
-    except Exception:
+    except Exception:  # noqa: BLE001 (any pickling failure: fall back to a TaskError)
         return TaskError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}", tb)
 
 
@@ -96,7 +96,7 @@ def run_tasks(payload: dict, tasks: list, result: ChunkResult,
             if mode == "reduce":
                 value = value if result.done == 0 else reducer(result.outcomes[0][1], value)
             outcome = (True, value, "")
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 (the task's own error is its result)
             tb = traceback.format_exc()
             outcome = (False, portable_exception(exc, tb), tb)
         with guard:
@@ -152,7 +152,7 @@ class _Signals:
         if not self.critical:
             raise StopRequested(name)
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> Self:
         self.critical = True
         return self
 
@@ -208,7 +208,7 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
     sigs.result = result
     try:
         payload = pickle.loads(rd.read_function_bytes())
-    except Exception as exc:  # e.g. a module the function needs is not importable on this node
+    except Exception as exc:  # noqa: BLE001 e.g. a module the function needs is not importable on this node
         tb = traceback.format_exc()
         failure = (False, portable_exception(exc, tb), tb)
         result.outcomes = [failure] * (len(tasks) if meta.get("mode", "map") == "map" else 1)

@@ -92,7 +92,7 @@ def test_main_job_spreads_over_both_nodes(lost_drivers):
     out = proc.stdout
     say(f"examples/random_forest.py --backend slurm on slurmctld ({time.monotonic() - t0:.1f} s):\n"
         + "\n".join("    " + line for line in out.strip().splitlines()))
-    hosts = dict((h, int(n)) for h, n in re.findall(r"(\w+) \((\d+)\)", re.search(r"tasks ran on: (.*)", out)[1]))
+    hosts = {h: int(n) for h, n in re.findall(r"(\w+) \((\d+)\)", re.search(r"tasks ran on: (.*)", out)[1])}
     accuracy = float(re.search(r"held-out accuracy ([0-9.]+)", out)[1])
     assert set(hosts) == {"c1", "c2"}, hosts
     assert sum(hosts.values()) == 10

@@ -50,9 +50,9 @@ def make_mnist(d: Path, n_train=300, n_test=100, seed=0):
 
 def test_load_mnist(tmp_path):
     make_mnist(tmp_path)
-    X_train, X_test, y_train, y_test = rf.load_mnist(tmp_path)
+    X_train, X_test, y_train, _y_test = rf.load_mnist(tmp_path)
     assert X_train.shape == (300, 784) and X_test.shape == (100, 784)
-    assert X_train.dtype == np.float32 and 0.0 <= X_train.min() and X_train.max() <= 1.0
+    assert X_train.dtype == np.float32 and X_train.min() >= 0.0 and X_train.max() <= 1.0
     assert set(np.unique(y_train)) <= {0, 1, 2, 3}
 
 

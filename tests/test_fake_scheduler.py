@@ -119,7 +119,7 @@ def test_walltime_warning_requeues_the_rest_without_spending_a_retry(fake, runs_
         assert list(ex.map(marked_sleep, range(8), [str(markers)] * 8, [0.4] * 8, chunksize=8)) == \
             [x * x for x in range(8)]
     assert [s["reason"] for s in meta_of(runs_dir, ex.run_ids[0])["submissions"]] == ["initial", "requeue"]
-    assert counts(markers, "done") == {i: 1 for i in range(8)}
+    assert counts(markers, "done") == dict.fromkeys(range(8), 1)
 
 
 def test_arrays_past_max_array_size_are_split_with_an_offset(tmp_path, runs_dir):
@@ -187,7 +187,7 @@ def test_driver_sigkill_then_attach_collects_without_rerunning(tmp_path, runs_di
                             timeout=120)
     assert attach.returncode == 0, attach.stderr
     assert attach.stdout.strip().splitlines()[-1] == str([x * x for x in range(6)])
-    assert counts(markers, "done") == {i: 1 for i in range(6)}     # nothing lost, nothing duplicated
+    assert counts(markers, "done") == dict.fromkeys(range(6), 1)     # nothing lost, nothing duplicated
     assert all(counts(markers, "start")[i] == 1 for i in finished_before)
     subs = meta_of(runs_dir, run_id)["submissions"]
     assert [(s["reason"], s["indices"]) for s in subs] == [("initial", list(range(6))), ("retry", [5])]

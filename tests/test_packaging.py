@@ -60,6 +60,6 @@ def test_python_requires_names_exactly_the_versions_ci_tests():
     classifiers = set(re.findall(r"Programming Language :: Python :: (3\.\d+)",
                                  cfg["metadata"]["classifiers"]))
     script = (ROOT / "scripts/test").read_text()
-    tested = re.search(r'^PYTHONS="\$\{HPCPAR_PYTHONS:-([0-9. ]+)\}"', script, re.M)
+    tested = re.search(r'^PYTHONS="\$\{HPCPAR_PYTHONS:-([0-9. ]+)\}"', script, re.MULTILINE)
     assert tested, "scripts/test sets PYTHONS from HPCPAR_PYTHONS"
     assert claimed == classifiers == set(tested.group(1).split())

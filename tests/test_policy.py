@@ -37,7 +37,7 @@ NOW = 1000.0
 def expected(state, kind, warned, retries_left, cancel, grace_elapsed) -> Action:
     case = (state, kind, warned, retries_left, cancel, grace_elapsed)
     for *pattern, action in RULES:
-        if all(p == ANY or (v in p if isinstance(p, set) else v == p) for p, v in zip(pattern, case)):
+        if all(p == ANY or (v in p if isinstance(p, set) else v == p) for p, v in zip(pattern, case, strict=False)):
             return action
     raise AssertionError(f"no rule for {case}")
 

@@ -63,7 +63,7 @@ def test_timeline_reads_what_the_run_folder_records(tmp_path):
     tl = load_timeline(rd.path)
     assert tl.run_id == rd.run_id and tl.state == "failed" and tl.backend == "slurm"
     assert [c.outcome for c in tl.chunks] == EXPECTED
-    for c, (start, end, done, _, host) in zip(tl.chunks, CHUNKS):
+    for c, (start, end, done, _, host) in zip(tl.chunks, CHUNKS, strict=False):
         assert c.host == host and c.done == done and c.n_tasks == 3
         assert c.queue_wait_s == pytest.approx(start - 0.5, abs=1e-6)
         assert c.run_s == pytest.approx(end - start, abs=1e-6)
@@ -104,7 +104,7 @@ def test_figure_has_one_bar_per_chunk_coloured_by_outcome(tmp_path):
     ax = fig.axes[0]
     bars = ax.containers[0].patches
     assert len(bars) == N_CHUNKS
-    for c, bar in zip(tl.chunks, bars):
+    for c, bar in zip(tl.chunks, bars, strict=False):
         assert bar.get_gid() == f"chunk-{c.index}"
         assert bar.get_facecolor() == pytest.approx(to_rgba(COLOURS[c.outcome]))
         assert bar.get_y() + bar.get_height() / 2 == pytest.approx(c.index)

@@ -100,9 +100,8 @@ def raises_deep(x):
 
 
 def test_task_exception_carries_remote_traceback(runs_dir):
-    with fast(runs_dir=str(runs_dir)) as ex:
-        with pytest.raises(KeyError, match="missing 7") as err:
-            list(ex.map(raises_deep, [7]))
+    with fast(runs_dir=str(runs_dir)) as ex, pytest.raises(KeyError, match="missing 7") as err:
+        list(ex.map(raises_deep, [7]))
     tb = str(err.value.__cause__)
     assert "in raises_deep" in tb and "in inner" in tb and 'raise KeyError(f"missing {x}")' in tb
     meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
@@ -121,7 +120,7 @@ def test_walltime_requeue_through_signal_completes_every_task(runs_dir, tmp_path
             [x * x for x in range(8)]
     meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
     assert [s["reason"] for s in meta["submissions"]][:2] == ["initial", "requeue"]
-    assert counts(markers, "done") == {i: 1 for i in range(8)}
+    assert counts(markers, "done") == dict.fromkeys(range(8), 1)
     assert "#SBATCH --signal=B:USR2@30" in (runs_dir / ex.run_ids[0] / "job.sh").read_text()
 
 
@@ -164,14 +163,15 @@ def test_driver_sigkill_then_attach_collects_without_rerunning(runs_dir, tmp_pat
     driver.wait(timeout=30)
     finished_before = set(counts(markers, "done"))
     attach = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import hpcpar; "
-                               f"r = hpcpar.attach({run_id!r}, runs_dir={str(runs_dir)!r}); "
-                               "print(r.status()); print(r.results())"],
+        [sys.executable, "-c",
+         (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import hpcpar; "
+          f"r = hpcpar.attach({run_id!r}, runs_dir={str(runs_dir)!r}); "
+          "print(r.status()); print(r.results())")],
         capture_output=True, text=True, timeout=300)
     assert attach.returncode == 0, attach.stderr
     assert attach.stdout.strip().splitlines()[-1] == str([x * x for x in range(6)])
     done = counts(markers, "done")
-    assert done == {i: 1 for i in range(6)}                    # nothing lost, nothing duplicated
+    assert done == dict.fromkeys(range(6), 1)                    # nothing lost, nothing duplicated
     assert all(counts(markers, "start")[i] == 1 for i in finished_before)
 
 
@@ -273,15 +273,13 @@ def test_exception_in_with_block_cancels_jobs_unless_detached(runs_dir):
         return subprocess.run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={job}",
                                "--format=%T"], capture_output=True, text=True).stdout.split()
 
-    with pytest.raises(RuntimeError):
-        with fast(runs_dir=str(runs_dir)) as ex:
-            ex.map(time.sleep, [120, 120], chunksize=1)
-            raise RuntimeError("user code failed")
+    with pytest.raises(RuntimeError), fast(runs_dir=str(runs_dir)) as ex:
+        ex.map(time.sleep, [120, 120], chunksize=1)
+        raise RuntimeError("user code failed")
     assert wait_for(lambda: set(job_states(ex)) <= {"CANCELLED"}, timeout=60)
-    with pytest.raises(RuntimeError):
-        with fast(runs_dir=str(runs_dir), detach=True) as kept:
-            kept.map(time.sleep, [5], chunksize=1)
-            raise RuntimeError("user code failed")
+    with pytest.raises(RuntimeError), fast(runs_dir=str(runs_dir), detach=True) as kept:
+        kept.map(time.sleep, [5], chunksize=1)
+        raise RuntimeError("user code failed")
     assert "CANCELLED" not in job_states(kept)
     assert hpcpar.attach(kept.run_ids[0], runs_dir=runs_dir).results(timeout=120) == [None]
 

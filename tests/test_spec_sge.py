@@ -129,7 +129,9 @@ def test_every_failed_code_in_the_table(code):
 
 
 def test_failed_refinements_and_unknown_code(caplog):
-    final = lambda *a, **k: spec.parse_final_status(_qacct(*a, **k))["5.2"].state
+    def final(*a, **k):
+        return spec.parse_final_status(_qacct(*a, **k))["5.2"].state
+
     assert final("0", "0") is S.COMPLETED
     assert final("0", "3", wall="61s") is S.TIMEOUT          # stopped itself at h_rt after SIGUSR2
     assert final("37  : qmaster enforced h_rt", "137", category="-l h_vmem=1G,h_rt=600") is S.OUT_OF_MEMORY

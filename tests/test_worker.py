@@ -96,7 +96,7 @@ def test_truncated_results_file_is_detected_and_rerun(tmp_path):
     with pytest.raises(CorruptFileError, match="truncated"):
         rd.read_result(0)
     proc = worker(rd, "--chunk", "0")
-    assert proc.returncode == EXIT_OK and "SHA-256" in proc.stderr or "truncated" in proc.stderr
+    assert (proc.returncode == EXIT_OK and "SHA-256" in proc.stderr) or "truncated" in proc.stderr
     assert rd.read_result(0).outcomes == [(True, 0.5, "")]
     assert any(p.name.startswith("000000.pkl.corrupt-") for p in rd.results_dir.iterdir())
 

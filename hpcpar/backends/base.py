@@ -96,10 +96,10 @@ class Backend(abc.ABC):
     def start(self, request: RunRequest) -> RunHandle:
         """Start every chunk of ``request``; return at once."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (an optional hook: most backends have nothing to check)
         """Raise if this backend cannot run here (e.g. SchedulerNotFoundError)."""
 
-    def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
+    def shutdown(self, wait: bool = True, cancel: bool = False) -> None:  # noqa: B027 (optional)
         """Release resources; with ``cancel``, stop what still runs (unless detached)."""
 
     # -- scripts -----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class BatchBackend(Backend):
         self.on_warning = self.spec.on_warning
         self._lock = threading.RLock()
         self._probe: dict | None = None
-        self._queue: QueueInfo | None | object = _UNSET
+        self._queue: QueueInfo | object | None = _UNSET
         self._slots: int | None = None
         self._watcher: Watcher | None = None
 

@@ -123,7 +123,7 @@ class _Worker:
         out_r, out_w = os.pipe()
         import hpcpar
 
-        path = [p for p in sys.path]
+        path = list(sys.path)
         path.append(os.path.dirname(os.path.dirname(os.path.abspath(hpcpar.__file__))))
         try:
             self.proc = subprocess.Popen(

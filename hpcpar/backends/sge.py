@@ -357,7 +357,7 @@ class SgeSpec(SchedulerSpec):
                 continue
             if header is None or not fields or set(line.strip()) == {"-"}:
                 continue
-            row = dict(zip(header, fields))
+            row = dict(zip(header, fields, strict=False))
             if queue and row.get("CLUSTER QUEUE") != queue:
                 continue
             if row.get("TOTAL", "").isdigit():

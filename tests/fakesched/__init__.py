@@ -97,7 +97,7 @@ class FakeSpec(SchedulerSpec):
         ids = stdout.split()
         if len(ids) != len(submission.indices) or not all(re.fullmatch(r"\d+_\d+", t) for t in ids):
             raise ValueError(f"fake submit printed {stdout!r}, not {len(submission.indices)} task ids")
-        return dict(zip(submission.indices, ids))
+        return dict(zip(submission.indices, ids, strict=False))
 
     def job_id_of(self, task_id: str) -> str:
         return task_id.split("_", 1)[0]

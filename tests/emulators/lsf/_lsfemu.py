@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from typing import Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
 
 DEFAULT_QUEUE = "normal"
 COMMENT_TAG = "lsfemu:"
@@ -32,16 +32,16 @@ COMMENT_TAG = "lsfemu:"
 # ------------------------------------------------------------------ helpers --
 
 
-def die(prog: str, msg: str, code: int = 255) -> "None":
+def die(prog: str, msg: str, code: int = 255) -> None:
     sys.stderr.write(f"{prog}: {msg}\n")
     sys.exit(code)
 
 
-def run(cmd: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+def run(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True)
 
 
-def queue_to_partition(queue: Optional[str]) -> Optional[str]:
+def queue_to_partition(queue: str | None) -> str | None:
     """LSF queue -> SLURM partition.  ``normal`` (LSF's usual default queue)
     maps to SLURM's default partition.  LSFEMU_QUEUE_MAP="q1=p1,q2=p2"
     overrides; any other queue name is used as the partition name."""
@@ -64,7 +64,7 @@ _UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3, "E": 102
 
 def mem_to_mb(value: str, default_unit: str) -> int:
     """'4096', '4GB', '512M', '100KB' -> MiB (rounded up, at least 1)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)B?\s*!?\s*", value, re.I)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]?)B?\s*!?\s*", value, re.IGNORECASE)
     if not m:
         raise ValueError(f"bad memory value {value!r}")
     unit = (m.group(2) or default_unit[:1]).upper()
@@ -89,7 +89,7 @@ def walltime_to_minutes(value: str) -> int:
 _ARRAY_RE = re.compile(r"^(?P<name>.*?)\[(?P<spec>[0-9,:\-\s]+)\](?:%(?P<max>\d+))?$")
 
 
-def parse_job_name(jname: str) -> Tuple[str, Optional[str], Optional[int]]:
+def parse_job_name(jname: str) -> tuple[str, str | None, int | None]:
     m = _ARRAY_RE.match(jname)
     if not m:
         return jname, None, None
@@ -106,11 +106,11 @@ def parse_job_name(jname: str) -> Tuple[str, Optional[str], Optional[int]]:
     return m.group("name"), spec, int(m.group("max")) if m.group("max") else None
 
 
-def encode_meta(meta: Dict[str, str]) -> str:
+def encode_meta(meta: dict[str, str]) -> str:
     return COMMENT_TAG + urllib.parse.urlencode(meta)
 
 
-def decode_meta(comment: Optional[str]) -> Dict[str, str]:
+def decode_meta(comment: str | None) -> dict[str, str]:
     if not comment or not comment.startswith(COMMENT_TAG):
         return {}
     return dict(urllib.parse.parse_qsl(comment[len(COMMENT_TAG):], keep_blank_values=True))
@@ -134,8 +134,8 @@ _UNSUPPORTED = {"-I", "-Is", "-Ip", "-IS", "-ISs", "-ISp", "-IX", "-K", "-w",
                 "-b", "-t", "-i", "-is", "-gpu", "-outdir", "-H"}
 
 
-def parse_bsub_args(args: List[str], prog: str = "bsub") -> Tuple[Dict[str, object], List[str]]:
-    opts: Dict[str, object] = {}
+def parse_bsub_args(args: list[str], prog: str = "bsub") -> tuple[dict[str, object], list[str]]:
+    opts: dict[str, object] = {}
     i = 0
     while i < len(args):
         a = args[i]
@@ -161,9 +161,9 @@ def parse_bsub_args(args: List[str], prog: str = "bsub") -> Tuple[Dict[str, obje
     return opts, args[i:]
 
 
-def embedded_bsub_args(script: str) -> List[str]:
+def embedded_bsub_args(script: str) -> list[str]:
     """#BSUB lines before the first command line of the script."""
-    out: List[str] = []
+    out: list[str] = []
     for n, line in enumerate(script.splitlines()):
         s = line.strip()
         if n == 0 and s.startswith("#!"):
@@ -229,12 +229,12 @@ exit $_lsfemu_rc
 """
 
 
-def bsub_main(argv: List[str]) -> int:
+def bsub_main(argv: list[str]) -> int:
     prog = "bsub"
     cli_opts, command = parse_bsub_args(argv, prog)
     if command:
         body = " ".join(command)  # LSF runs the command line through a shell
-        script_opts: Dict[str, object] = {}
+        script_opts: dict[str, object] = {}
     else:
         if sys.stdin.isatty():
             die(prog, "no command given and no job script on stdin")
@@ -243,14 +243,14 @@ def bsub_main(argv: List[str]) -> int:
         if rest:
             die(prog, f"bad #BSUB line near {' '.join(rest)!r}")
     # command line overrides embedded options (-R accumulates)
-    opts: Dict[str, object] = dict(script_opts)
+    opts: dict[str, object] = dict(script_opts)
     for k, v in cli_opts.items():
         if k == "-R" and "-R" in opts:
             opts["-R"] = list(opts["-R"]) + list(v)  # type: ignore[arg-type]
         else:
             opts[k] = v
 
-    sb: List[str] = ["sbatch", "--parsable"]
+    sb: list[str] = ["sbatch", "--parsable"]
     jname = str(opts.get("-J", "") or "")
     try:
         base, array_spec, array_max = parse_job_name(jname)
@@ -273,7 +273,7 @@ def bsub_main(argv: List[str]) -> int:
     sb.append(f"--cpus-per-task={ncpus}")
     sb.append("--ntasks=1")
 
-    mem_mb: Optional[int] = None
+    mem_mb: int | None = None
     try:
         if "-M" in opts:
             mem_mb = mem_to_mb(str(opts["-M"]), lsf_limit_unit())
@@ -356,11 +356,11 @@ def bsub_main(argv: List[str]) -> int:
 _KEY_RE = re.compile(r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_/:]*)=")
 
 
-def parse_scontrol_line(line: str) -> Dict[str, str]:
+def parse_scontrol_line(line: str) -> dict[str, str]:
     """Parse one `scontrol show job -o` line into a dict.  Values may contain
     spaces (e.g. JobName, Comment); a token belongs to the previous key unless
     it looks like `Key=`."""
-    rec: Dict[str, str] = {}
+    rec: dict[str, str] = {}
     matches = list(_KEY_RE.finditer(line))
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
@@ -368,7 +368,7 @@ def parse_scontrol_line(line: str) -> Dict[str, str]:
     return rec
 
 
-def slurm_jobs() -> List[Dict[str, str]]:
+def slurm_jobs() -> list[dict[str, str]]:
     res = run(["scontrol", "show", "job", "-o"])
     if res.returncode != 0:
         if "No jobs in the system" in res.stdout + res.stderr:
@@ -378,10 +378,10 @@ def slurm_jobs() -> List[Dict[str, str]]:
     return [parse_scontrol_line(l) for l in res.stdout.splitlines() if l.startswith("JobId=")]
 
 
-def expand_task_ids(spec: str) -> List[int]:
+def expand_task_ids(spec: str) -> list[int]:
     """'2-9%2' / '1,3,5-7' / '0-10:2' -> list of indices."""
     spec = spec.split("%", 1)[0]
-    out: List[int] = []
+    out: list[int] = []
     for part in spec.split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part)
         if not m:
@@ -396,7 +396,7 @@ def expand_task_ids(spec: str) -> List[int]:
 _HELD_REASONS = {"JobHeldUser", "JobHeldAdmin", "ResvDeleted"}
 
 
-def lsf_stat(rec: Dict[str, str]) -> str:
+def lsf_stat(rec: dict[str, str]) -> str:
     st = rec.get("JobState", "")
     reason = rec.get("Reason", "")
     if st in ("PENDING", "REQUEUED", "REQUEUE_FED"):
@@ -427,7 +427,7 @@ _EXIT_REASONS = {
 }
 
 
-def lsf_exit_code(rec: Dict[str, str]) -> str:
+def lsf_exit_code(rec: dict[str, str]) -> str:
     """LSF shows EXIT_CODE only for EXIT jobs (empty for DONE/unfinished)."""
     if lsf_stat(rec) != "EXIT":
         return ""
@@ -443,7 +443,7 @@ def lsf_exit_code(rec: Dict[str, str]) -> str:
     return ""
 
 
-def _fmt_time(value: Optional[str]) -> str:
+def _fmt_time(value: str | None) -> str:
     # LSF style "Nov 20 23:09" (no year); '' when unknown
     if not value or value in ("Unknown", "None", "N/A"):
         return ""
@@ -457,7 +457,7 @@ def _fmt_time(value: Optional[str]) -> str:
 class Element:
     """One LSF job or array element derived from a SLURM record."""
 
-    def __init__(self, rec: Dict[str, str], jobid: str, index: int):
+    def __init__(self, rec: dict[str, str], jobid: str, index: int):
         self.rec = rec
         self.jobid = jobid
         self.index = index
@@ -512,9 +512,9 @@ class Element:
         raise KeyError(name)
 
 
-def lsf_elements(jobs: Iterable[Dict[str, str]]) -> List[Element]:
+def lsf_elements(jobs: Iterable[dict[str, str]]) -> list[Element]:
     """Expand SLURM records (incl. pending array ranges) into LSF elements."""
-    out: List[Element] = []
+    out: list[Element] = []
     for r in jobs:
         ajid = r.get("ArrayJobId")
         if ajid:
@@ -527,7 +527,7 @@ def lsf_elements(jobs: Iterable[Dict[str, str]]) -> List[Element]:
     return out
 
 
-def parse_job_spec(spec: str) -> Tuple[str, Optional[List[int]]]:
+def parse_job_spec(spec: str) -> tuple[str, list[int] | None]:
     """'123' -> ('123', None); '123[3]' / '123[1-3,7]' -> ('123', [..])"""
     m = re.fullmatch(r"\s*(\d+)(?:\[([0-9,\-:]+)\])?\s*", spec)
     if not m:
@@ -538,14 +538,14 @@ def parse_job_spec(spec: str) -> Tuple[str, Optional[List[int]]]:
 # ------------------------------------------------------------------- bjobs --
 
 
-def bjobs_main(argv: List[str]) -> int:
+def bjobs_main(argv: list[str]) -> int:
     prog = "bjobs"
-    fmt: Optional[str] = None
+    fmt: str | None = None
     as_json = False
     show_all = False
     done_only = False
     noheader = False
-    specs: List[str] = []
+    specs: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -579,7 +579,7 @@ def bjobs_main(argv: List[str]) -> int:
     if as_json and noheader:
         die(prog, "-json cannot be used with -noheader")
 
-    fields: List[str] = []
+    fields: list[str] = []
     delimiter = None
     if fmt:
         m = re.search(r"delimiter='(.)'", fmt)
@@ -593,8 +593,8 @@ def bjobs_main(argv: List[str]) -> int:
                   "job_name", "submit_time"]
 
     elements = lsf_elements(slurm_jobs())
-    selected: List[Element] = []
-    errors: List[str] = []
+    selected: list[Element] = []
+    errors: list[str] = []
     if specs:
         for s in specs:
             try:
@@ -647,18 +647,18 @@ def bjobs_main(argv: List[str]) -> int:
         table = ([header] if not noheader else []) + rows
         widths = [max(len(r[c]) for r in table) for c in range(len(fields))]
         for r in table:
-            print(" ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            print(" ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip())
     return 0
 
 
 # ------------------------------------------------------------------- bkill --
 
 
-def bkill_main(argv: List[str]) -> int:
+def bkill_main(argv: list[str]) -> int:
     prog = "bkill"
     specs = [a for a in argv if not a.startswith("-")]
     for a in argv:
-        if a.startswith("-") and a not in ("-r",):
+        if a.startswith("-") and a != "-r":
             die(prog, f"option {a} is not supported by this LSF emulator")
     if not specs:
         die(prog, "job ID required")
