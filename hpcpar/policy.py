@@ -10,9 +10,17 @@ Rules, first match wins::
     cancel requested (`hpcpar cancel`)            -> CANCELLED (never resubmitted)
     job live (PENDING, RUNNING, UNKNOWN)          -> WAIT
     final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
+    pull run, chunk in the pool, no live worker   -> REFILL    (submit workers; a retry only
+                                                                if the last workers claimed nothing)
+    ... and no retries left                       -> LOST      (workers die before claiming)
     partial, warned of walltime, made progress    -> REQUEUE   (resume; not a retry)
     retries left                                  -> RETRY     (resubmit that index only)
     otherwise                                     -> LOST      (JobLostError)
+
+In a pull run (workers claim chunks, :mod:`hpcpar.claims`) ``status`` is the state of the
+chunk's owner (the worker holding its claim), or, for a chunk waiting in the pool, that of
+the run's workers (live while any is); REQUEUE and RETRY then void the owner's claim, so the
+chunk goes back to the pool, and workers are submitted only if no live one remains.
 
 A corrupt results file counts as absent (the watcher moves it aside, so the chunk reruns).
 """
@@ -34,6 +42,7 @@ class Action(enum.Enum):
     RETRY = "retry"            #: resubmit a chunk lost without results (counted)
     LOST = "lost"              #: fail the future with JobLostError
     CANCELLED = "cancelled"    #: cancel the array task (if live) and the future
+    REFILL = "refill"          #: pull: the chunk waits in the pool and no worker is left
 
 
 class ResultKind(enum.Enum):
@@ -100,7 +109,8 @@ ABSENT = ResultFacts()
 
 
 def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
-           max_retries: int, grace_s: float, cancel_requested: bool = False) -> Action:
+           max_retries: int, grace_s: float, cancel_requested: bool = False,
+           claimed: bool | None = None) -> Action:
     """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
 
     Parameters
@@ -117,6 +127,10 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         Seconds a final job may lack a visible complete result before it counts as lost.
     cancel_requested : bool
         The run folder holds a cancel request (``hpcpar cancel``), or the owner cancelled.
+    claimed : bool or None
+        Pull runs: whether a worker holds the chunk's claim (then ``status`` is that worker's),
+        or it waits in the pool (``status`` is live while any of the run's workers is).
+        None for a run whose array tasks are bound to chunks.
 
     Returns
     -------
@@ -130,6 +144,8 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         return Action.WAIT
     if chunk.final_since is None or now - chunk.final_since < grace_s:
         return Action.WAIT
+    if claimed is False:
+        return Action.REFILL if chunk.retries < max_retries else Action.LOST
     if (result.kind is ResultKind.PARTIAL and result.warned and result.attempts >= chunk.attempts
             and result.done > chunk.done_at_submit):
         return Action.REQUEUE

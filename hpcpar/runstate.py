@@ -16,6 +16,13 @@ a later :func:`hpcpar.attach`, cancels the unfinished chunks and records ``cance
     accounting, submissions: [{job_id, job_ids, indices, task_ids, offset, reason, time}]
     (``task_ids[k]`` is the array task id of chunk ``indices[k]``, as the scheduler named it
     at submission; runs written before task ids were recorded have none)
+
+    A pull run (``pull: true``; its array tasks are workers that claim chunks, see
+    :mod:`hpcpar.claims`) records ``workers`` in each submission instead: ``task_ids[k]`` is
+    worker ``workers[k]``'s array task, and ``indices`` are the chunks given back to the pool
+    (reason ``retry``, ``requeue`` or ``refill``) that the submission is for; a return to the
+    pool while live workers remain is recorded with no workers, ``job_id`` naming the job that
+    lost the chunks.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class SubmitReason(enum.StrEnum):
     INITIAL = "initial"
     REQUEUE = "requeue"      #: resume a checkpointed chunk warned of its walltime; not a retry
     RETRY = "retry"          #: a chunk lost without results
+    REFILL = "refill"        #: pulling workers for chunks waiting with no live worker left
 
     def __str__(self) -> str:
         return self.value
@@ -142,6 +150,7 @@ class ChunkState:
     partial: ChunkResult | None = None
     status: Any = None           # the last TaskStatus polled (None: PENDING, not polled yet)
     final_since: float | None = None
+    claim: Any = None            # pull: the newest hpcpar.claims.ClaimInfo of this chunk
 
     @property
     def state(self) -> JobState:
@@ -172,6 +181,19 @@ class Run:
         self.meta.setdefault("submissions", [])
         self.lock = threading.Lock()
         self._write_lock = threading.RLock()      # guards meta (and the file) while changed or written
+        #: pull runs (``pull`` in run.json): array tasks are workers that claim chunks
+        #: (hpcpar.claims); worker index -> array task id, task id -> job id, task id -> status
+        self.pull = bool(self.meta.get("pull"))
+        self.workers: dict[int, str] = {}
+        self.worker_jobs: dict[str, str] = {}
+        self.worker_status: dict[str, Any] = {}
+        self.claim_owners: dict[str, int | None] = {}     # claim file name -> worker index
+        self.claims_seen = 0                 # claims made so far (the watcher's last count)
+        self.claims_at_submit = 0            # ... when workers were last submitted
+        for sub in self.meta["submissions"]:
+            for w, tid in zip(sub.get("workers", ()), sub.get("task_ids", ()), strict=False):
+                self.workers[w] = tid
+                self.worker_jobs[tid] = sub["job_id"]
 
     @classmethod
     def reopen(cls, rd: RunDir, job_id_of: Callable[[str], str]) -> Run:
@@ -225,6 +247,38 @@ class Run:
                 "job_id": job_id, "job_ids": job_ids, "indices": list(task_ids),
                 "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
                 "time": time.time()})
+
+    def record_workers(self, job_id: str, task_ids: Mapping[int, str], reason: str,
+                       offset: int = 0, job_id_of: Callable[[str], str] | None = None,
+                       indices: Sequence[int] = ()) -> None:
+        """Pulling workers ``task_ids`` (worker index -> array task id, possibly none) were
+        submitted as job ``job_id``, for chunks ``indices`` given back to the pool (none for
+        the first workers). A pull run's submissions record ``workers``; a return of chunks
+        to the pool with no new worker (live ones remain) is recorded with no ``workers`` and
+        ``job_id`` the job that lost them."""
+        why = SubmitReason(reason)
+        job_of = job_id_of or (lambda _tid: job_id)
+        if task_ids:
+            self.claims_at_submit = self.claims_seen
+        for w, tid in task_ids.items():
+            self.workers[w] = tid
+            self.worker_jobs[tid] = job_of(tid)
+            self.worker_status[tid] = None           # pending until polled
+        job_ids = list(dict.fromkeys(job_of(t) for t in task_ids.values()))
+        with self._write_lock:
+            self.meta["submissions"].append({
+                "job_id": job_id, "job_ids": job_ids, "indices": list(indices),
+                "workers": list(task_ids),
+                "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
+                "time": time.time()})
+
+    def next_worker_index(self) -> int:
+        return max(self.workers, default=-1) + 1
+
+    def live_workers(self) -> list[str]:
+        """Task ids of workers not known final (pending until first polled)."""
+        return [t for t in self.workers.values()
+                if self.worker_status.get(t) is None or self.worker_status[t].state.is_live]
 
     def cancel_chunk(self, c: ChunkState) -> bool:
         """Cancel chunk ``c``'s future if it has not finished, notifying its waiters (as an
@@ -290,6 +344,8 @@ def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
     """
     out: dict[int, list[tuple[str, str]]] = {}
     for sub in meta.get("submissions", []):
+        if "workers" in sub:                 # a pull run's workers are bound to no chunk
+            continue
         tasks = sub.get("task_ids")
         if tasks is None or len(tasks) != len(sub["indices"]):
             raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "
