@@ -14,6 +14,7 @@ __all__ = ["Report", "fmt_bytes", "fmt_calls", "fmt_s", "report"]
 
 Runs = dict[tuple[str, str], list[dict]]
 WARM_ROW = "W2 warm"
+WARM_PEERS = {"hpcpar", "hpcpar-half", "hpcpar-local", "joblib", "dask"}
 # Columns: (title, peer, which run: "cold" = the first on a new executor, "warm" = the second).
 SLURM_COLUMNS = [("hpcpar default", "hpcpar", "cold"),
                  ("hpcpar chunksize=n/2", "hpcpar-half", "cold"),
@@ -53,6 +54,8 @@ def _source(row: str, peer: str, mode: str) -> tuple[str, str, str] | None:
         return peer, row, mode
     if peer == "dask":                 # dask's warm W2 is its warm column; its cold one is W2's
         return (peer, "W2", "warm") if mode == "warm" else None
+    if peer not in WARM_PEERS:         # submitit keeps no workers
+        return None
     return peer, "W2", "warm"          # hpcpar and joblib: the second map on the same executor
 
 

@@ -148,7 +148,8 @@ def _submitit(chunks: bool) -> Callable[[Workload, Cell, bool], Measured]:
 def _dask_map(client: Any, w: Workload) -> list:
     if w.shared is None:
         futures = client.map(w.fn, *w.columns(), pure=False)
-    else:                                    # dask's way with one big argument: scatter it once
+    else:     # dask's way with one big argument: scatter it once, to a worker that holds it
+        client.wait_for_workers(1)        # scattered to no worker, it is lost (tasks cancelled)
         big = client.scatter(w.shared, broadcast=True)
         rest = [list(col) for col in zip(*w.args, strict=True)]
         futures = client.map(w.fn, [big] * len(w), *rest, pure=False)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import json
 import os
 import platform
@@ -139,7 +140,8 @@ def measure(args: argparse.Namespace, peer: str, key: str, tmp: Path, wrappers: 
     argv = [sys.executable, str(Path(__file__).resolve()), "--cell", peer, key,
             "--scale", args.scale, "--runs-dir", str(cell_dir / "runs"), "--job-name", name,
             "--queue", args.queue, "--mem", args.mem, "--walltime", args.walltime,
-            "--slots", str(slots)] + (["--warm"] if warm else [])
+            "--slots", str(slots), "--cell-timeout", str(args.cell_timeout)] + (
+                ["--warm"] if warm else [])
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, cwd=str(cell_dir))
@@ -148,7 +150,9 @@ def measure(args: argparse.Namespace, peer: str, key: str, tmp: Path, wrappers: 
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)            # the child's own session: its tree
         stdout, stderr = proc.communicate()
-        out = {"error": f"timed out after {args.cell_timeout:g} s"}
+        where = [ln.strip() for ln in stderr.splitlines() if ln.strip().startswith("File ")]
+        out = {"error": f"timed out after {args.cell_timeout:g} s"
+                        + (f" in {where[-1]}" if where else "")}
     else:
         lines = [ln for ln in stdout.splitlines() if ln.startswith(MARK)]
         if lines:
@@ -201,7 +205,8 @@ def versions() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.cell:
+    if args.cell:              # a hang shows where it hung, before the parent's timeout kills it
+        faulthandler.dump_traceback_later(max(1.0, args.cell_timeout - 5), exit=False)
         cell = Cell(args.runs_dir, args.job_name, args.queue, args.mem, args.walltime, args.slots)
         print(MARK + json.dumps(run_cell(*args.cell, args.scale, cell, args.warm)), flush=True)
         return 0
