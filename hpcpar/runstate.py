@@ -31,11 +31,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .rundir import atomic_write
+from .rundir import RunDir, atomic_write
 from .states import JobState
 
 if TYPE_CHECKING:
-    from .rundir import ChunkResult, RunDir
+    from .rundir import ChunkResult
 
 
 class RunPhase(enum.StrEnum):
@@ -77,9 +77,20 @@ def _write(rd: RunDir, meta: Mapping[str, Any]) -> None:
     atomic_write(rd.meta_path, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_new(rd: RunDir, meta: Mapping[str, Any]) -> None:
-    """Write a new run's first ``run.json`` (called by :meth:`RunDir.create` only)."""
-    _write(rd, meta)
+def create_run(root: str | os.PathLike, prefix: str = "run",
+               meta: Mapping[str, Any] | None = None) -> RunDir:
+    """Make a new run: a private folder under ``root`` (:meth:`RunDir.create`) and its first
+    ``run.json`` (run id, creation time, phase CREATED, then ``meta``).
+
+    Raises
+    ------
+    OSError
+        The folder cannot be made.
+    """
+    rd = RunDir.create(root, prefix)
+    _write(rd, {"run_id": rd.run_id, "created": time.time(),
+                "state": RunPhase.CREATED.value, **(meta or {})})
+    return rd
 
 
 def read(rd: RunDir) -> dict:
@@ -270,12 +281,12 @@ __all__ = [
     "RunPhase",
     "SubmitReason",
     "cancel_requested",
+    "create_run",
     "phase_of",
     "read",
     "recorded_tasks",
     "request_cancel",
     "shown_phase",
-    "write_new",
 ]
 
 

@@ -119,7 +119,7 @@ class Backend(abc.ABC):
     def script_context(self, job_name: str, command: list[str] | None, run_dir: str | None = None,
                        log_dir: str | None = None, array_file: str | None = None,
                        workdir: str | None = None, **extra) -> dict:
-        from .. import __version__
+        from .._version import __version__
 
         return {
             "hpcpar_version": __version__,

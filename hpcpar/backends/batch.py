@@ -24,7 +24,7 @@ from .. import _signals, _subprocess, runstate, templates
 from ..config import default_runs_dir
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
 from ..resources import format_hms
-from ..rundir import RunDir, atomic_write, driver_python_path
+from ..rundir import atomic_write, driver_python_path
 from ..runstate import ChunkState, Run, RunPhase
 from ..watcher import Watcher
 from .base import Backend, RunHandle, RunRequest
@@ -128,6 +128,7 @@ class BatchBackend(Backend):
                 queue = self.resources.queue
                 self._queue = self._once(self.spec.queue_argv(queue),
                                          lambda out: self.spec.parse_queue(out, queue), "the queue")
+            assert self._queue is None or isinstance(self._queue, QueueInfo)
             return self._queue
 
     def validate(self) -> None:
@@ -228,7 +229,7 @@ class BatchBackend(Backend):
             "submissions": [],
             "accounting": probe["accounting"],
         }
-        rd = RunDir.create(self.runs_root(), prefix=request.job_name, meta=meta)
+        rd = runstate.create_run(self.runs_root(), prefix=request.job_name, meta=meta)
         rd.write_function(request.fn_payload)
         for i, chunk in enumerate(request.chunks):
             rd.write_chunk(i, chunk)

@@ -121,10 +121,9 @@ class _Worker:
     def __init__(self, env: dict, mem: int):
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
-        import hpcpar
-
         path = list(sys.path)
-        path.append(os.path.dirname(os.path.dirname(os.path.abspath(hpcpar.__file__))))
+        here = os.path.abspath(__file__)                          # .../hpcpar/backends/local.py
+        path.append(os.path.dirname(os.path.dirname(os.path.dirname(here))))
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOTSTRAP, json.dumps(path), str(cmd_r), str(out_w),
@@ -307,11 +306,11 @@ class LocalPool:
                     worker.send(job)
                 except OSError:                       # died while idle: once more, afresh
                     self._retire(worker, kill=True)
-                    worker = None
                     worker = self._spawn()
                     worker.send(job)
                 result = worker.receive(self.walltime_s)
             except _Lost as lost:
+                assert worker is not None                 # _Lost comes from a worker's pipe
                 self._retire(worker)
                 worker = None
                 if self.cancelling:
@@ -420,7 +419,7 @@ class LocalBackend(Backend):
         key = hashlib.sha1(request.fn_payload).hexdigest()
         self._runs += 1
         run_id = f"local-{os.getpid()}-{self._runs}"
-        futures = []
+        futures: list[Future] = []
         for i, chunk_bytes in enumerate(request.chunks):
             future = ChunkFuture()
             futures.append(future)
