@@ -28,7 +28,8 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 from . import backends, config
-from .backends.base import RunHandle, RunRequest, cancel_future
+from ._futures import cancel_future
+from .backends.base import RunHandle, RunRequest
 from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps
