@@ -150,7 +150,9 @@ def _dask_map(client: Any, w: Workload) -> list:
         futures = client.map(w.fn, *w.columns(), pure=False)
     else:     # dask's way with one big argument: scatter it once, to a worker that holds it
         client.wait_for_workers(1)        # scattered to no worker, it is lost (tasks cancelled)
-        big = client.scatter(w.shared, broadcast=True)
+        # hash=False: a key of its own per run; with the content's hash, a warm run's scatter
+        # met the key the cold run was releasing, and distributed 2023.1 cancelled the tasks.
+        big = client.scatter(w.shared, broadcast=True, hash=False)
         rest = [list(col) for col in zip(*w.args, strict=True)]
         futures = client.map(w.fn, [big] * len(w), *rest, pure=False)
     return client.gather(futures)
