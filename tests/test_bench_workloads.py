@@ -151,3 +151,18 @@ def test_tables_show_medians_ratios_and_errors():
     assert len(tables) == 5           # wall, calls, memory, run folder, closing (no local peer)
     for t in tables:                  # header, separator, one W3 row: all as wide
         assert len(t) == 3 and len({ln.count("|") for ln in t}) == 1, t
+
+
+def test_script_runs_local_peers_end_to_end(tmp_path, capsys):
+    """peers.py itself, local peers only, tiny sizes: each measurement in a child process,
+    its results checked there, the tables printed and written as Markdown."""
+    md = tmp_path / "table.md"
+    assert peers.main(["--peers", "hpcpar-local,joblib", "--workloads", "W2,W5", "--scale",
+                       "tiny", "--runs", "1", "--markdown", str(md),
+                       "--cell-timeout", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "Scheduler timers:" in out and "Local: median wall seconds" in out
+    assert "error" not in out.lower()                  # every cell ran and its check passed
+    rows = [ln for ln in md.read_text().splitlines() if ln.startswith("| W")]
+    assert any(r.startswith("| W2: 20 tiny tasks |") and "(1.00x)" in r for r in rows), rows
+    assert any(r.startswith("| W2 again, warm executor |") for r in rows), rows
