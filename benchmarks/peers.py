@@ -21,7 +21,8 @@ out shows its error in its cell; the rest go on. Every result is checked against
 workload's expected values, so a wrong result is an error, not a time.
 
     python benchmarks/peers.py [--runs 3] [--quick] [--markdown FILE] [--queue debug]
-        [--peers hpcpar,dask,...] [--workloads W2,W3,...] [--skip submitit-array:W2]
+        [--peers hpcpar,dask,...] [--workloads W2,W3,...] [--skip PEER:WORKLOAD]
+        [--include submitit-array:W2]
 
 Needs a running SLURM and ``pip install 'hpcpar[bench]'``. The header prints the running
 slurmctld's scheduler timers (``SchedulerParameters``): issue 10's numbers are for Debian's
@@ -60,8 +61,11 @@ from benchmarks.peer_runners import PEERS, Cell  # noqa: E402
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sacct")
 MARK = "BENCH-RESULT "
 # W2-100k is for counting hpcpar's scheduler calls; submitit's map_array of 100,000 jobs and
-# dask's 100,000 futures would dominate the run without telling more.
+# dask's 100,000 futures would dominate the run without telling more. submitit's map_array on
+# W2 is 1,000 one-task jobs: at Debian's default timers (about 2 starts per 3 s on 2 CPUs) some
+# 25 minutes per run, so it runs only when asked (--include submitit-array:W2).
 DEFAULT_SKIP = {(p, "W2-100k") for p in ("submitit-chunks", "submitit-array", "dask", "joblib")}
+DEFAULT_SKIP.add(("submitit-array", "W2"))
 WARM_WORKLOADS = {"W2"}          # hpcpar and joblib run these twice; dask runs every one twice
 
 
@@ -239,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         *[f"    {ln}" for ln in facts["sched_lines"].splitlines()],
         f"Python {platform.python_version()}; {versions()}",
     ]
+    left = sorted((p, k) for p, k in args.skip if p in args.peers and k in args.workloads)
+    if left:
+        header.append("Cells left out (--skip, or by default; --include runs them): "
+                      + ", ".join(f"{p}:{k}" for p, k in left))
     text = report(header, runs, args.peers, args.workloads, args.scale, slots)
     print(text.plain)
     if args.markdown:
@@ -269,6 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, of: {', '.join(workloads.KEYS)}")
     p.add_argument("--skip", action="append", default=[], metavar="PEER:WORKLOAD",
                    help="leave a cell out (repeatable); W2-100k runs on hpcpar only")
+    p.add_argument("--include", action="append", default=[], metavar="PEER:WORKLOAD",
+                   help="run a cell left out by default (submitit-array:W2, PEER:W2-100k)")
     p.add_argument("--cell-timeout", type=float, default=900.0,
                    help="seconds before a measurement is killed and shown as an error")
     p.add_argument("--keep-stderr", action="store_true", help="keep children's stderr in --json")
@@ -290,13 +300,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         x for x in a.workloads if x not in workloads.KEYS]
     if bad or a.runs < 1:
         p.error(f"unknown peer or workload: {', '.join(bad)}" if bad else "--runs must be >= 1")
-    skip = set(DEFAULT_SKIP)
-    for s in a.skip:
-        peer, _, key = s.partition(":")
+    def cell(text: str, flag: str) -> tuple[str, str]:
+        peer, _, key = text.partition(":")
         if peer not in PEERS or key not in workloads.KEYS:
-            p.error(f"--skip {s!r}: use PEER:WORKLOAD")
-        skip.add((peer, key))
-    a.skip = skip
+            p.error(f"{flag} {text!r}: use PEER:WORKLOAD, with a peer of {', '.join(PEERS)} "
+                    f"and a workload of {', '.join(workloads.KEYS)}")
+        return peer, key
+
+    a.skip = (DEFAULT_SKIP - {cell(s, "--include") for s in a.include}) | {
+        cell(s, "--skip") for s in a.skip}
     return a
 
 
