@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -99,7 +100,8 @@ def make_wrappers(folder: Path) -> dict[str, str]:
     for cmd in COMMANDS:
         path = shutil.which(cmd)
         real[cmd] = path or ""
-        run = f'exec {path} "$@"' if path else f'echo "{cmd}: not installed" >&2; exit 127'
+        run = (f'exec {shlex.quote(path)} "$@"' if path
+               else f'echo "{cmd}: not installed" >&2; exit 127')
         script = folder / cmd
         script.write_text("#!/bin/sh\n"
                           f'printf "%s %s {cmd}\\n" "$(date +%s.%N)" "${{SLURM_JOB_ID:--}}" '
