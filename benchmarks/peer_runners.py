@@ -78,7 +78,7 @@ class _Clock:
         return self.e0, time.time()
 
 
-def _du(path: str | os.PathLike) -> int:
+def _du(path: str | Path) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for f in files:

@@ -50,6 +50,7 @@ import uuid
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:                 # run as a script: make `benchmarks` importable
@@ -76,7 +77,7 @@ def run_cell(peer: str, key: str, scale: str, cell: Cell, warm: bool) -> dict:
     """Run ``key`` on ``peer`` once, check the results, and describe it as a JSON-able dict."""
     w = workloads.make(key, scale)
     workloads.ship_by_value()
-    out: dict = {"peer": peer, "workload": key}
+    out: dict[str, Any] = {"peer": peer, "workload": key}
     try:
         m = PEERS[peer].run(w, cell, warm)
         w.check(m.results)
@@ -149,6 +150,7 @@ def measure(args: argparse.Namespace, peer: str, key: str, tmp: Path, wrappers: 
             "--slots", str(slots), "--cell-timeout", str(args.cell_timeout)] + (
                 ["--warm"] if warm else [])
     started = time.monotonic()
+    out: dict[str, Any]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, cwd=str(cell_dir))
     try:
@@ -214,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cell:              # a hang shows where it hung, before the parent's timeout kills it
         faulthandler.dump_traceback_later(max(1.0, args.cell_timeout - 5), exit=False)
         cell = Cell(args.runs_dir, args.job_name, args.queue, args.mem, args.walltime, args.slots)
-        print(MARK + json.dumps(run_cell(*args.cell, args.scale, cell, args.warm)), flush=True)
+        print(MARK + json.dumps(run_cell(args.cell[0], args.cell[1], args.scale, cell,
+                                                 args.warm)), flush=True)
         return 0
     facts = slurm_facts(args.queue)
     try:
