@@ -101,6 +101,7 @@ def run_tasks(payload: dict, tasks: list, result: ChunkResult,
         try:
             value = fn(*args, **kwargs)
             if mode == "reduce":
+                assert reducer is not None            # the driver sends one with mode "reduce"
                 value = value if result.done == 0 else reducer(result.outcomes[0][1], value)
             outcome = (True, value, "")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 (the task's own error is its result)
@@ -175,12 +176,12 @@ class _Signals:
             raise StopRequested(self.pending)
 
     def write(self, result: ChunkResult | None = None) -> None:
-        res = result or self.result
-        assert res is not None and self.rd is not None
+        rd, res = self.rd, result or self.result
+        assert rd is not None and res is not None, "write() before the chunk was set up"
         if self.claim is not None and not res.complete and self.claim.voided():
             raise ClaimVoided(self.claim.chunk)        # the chunk was given to another worker
         with self:
-            self.rd.write_result(res)
+            rd.write_result(res)
 
 
 def chunk_from_env(var: str, base: int) -> int:
