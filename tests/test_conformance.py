@@ -239,3 +239,27 @@ def test_lazy_input_and_unordered_results(make):
     gen = (x for x in range(23))
     assert sorted(ex.map(square, gen, ordered=False)) == [x * x for x in range(23)]
     assert sorted(ex.map(square, range(23), ordered=False, chunksize=5)) == [x * x for x in range(23)]
+
+
+def element(x, i):
+    return float(x[i])
+
+
+def test_big_argument_travels_once_per_run(make, runs_dir):
+    """Issue 10: the same array in every item is stored once per run (in the run folder on a
+    batch backend, where the workers find it), and nothing of it is left beside the runs."""
+    np = pytest.importorskip("numpy")
+
+    ex = make()
+    big = np.arange(200_000, dtype=np.float64)          # 1.6 MB, above the 1 MB default
+    assert list(ex.map(element, [big] * 6, range(6), chunksize=2)) == [float(i) for i in range(6)]
+    ex.shutdown(wait=True)
+    assert not list(Path(runs_dir).glob("args-*"))      # adopted by the run, or deleted
+    stored = sorted(Path(runs_dir).rglob("*.npy"))
+    if make.backend in ("local", "inline"):
+        assert stored == []
+    else:
+        assert len(stored) == 1 and stored[0].parent.name == "args"
+        assert stored[0].stat().st_size < 2 * big.nbytes
+        chunk_files = [p for p in stored[0].parent.parent.rglob("chunks/*") if p.is_file()]
+        assert chunk_files and all(p.stat().st_size < 10_000 for p in chunk_files)
