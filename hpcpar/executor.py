@@ -188,6 +188,9 @@ def _in_order(done: set[Future], order: list[Future]) -> list[Future]:
 
 def _close_when_done(store: ArgStore, futures: list[Future]) -> None:
     """Delete ``store``'s folder once every future is done (the run no longer needs it)."""
+    if not futures:
+        store.close()
+        return
     left = [len(futures)]
     lock = threading.Lock()
 
@@ -274,6 +277,7 @@ class Executor(concurrent.futures.Executor):
         self._linger_s = self._backend.submit_linger_s if linger is None else linger
         self._pending: list[tuple[bytes, bytes, Callable, Future]] = []
         self._timer: threading.Timer | None = None
+        self._submit_store: ArgStore | None = None      # submit's large objects, until shutdown
 
     def __repr__(self) -> str:
         return f"<hpcpar.Executor backend={self.backend_name!r} {self.resources}>"
@@ -370,12 +374,17 @@ class Executor(concurrent.futures.Executor):
 
         Calls made within ``submit_linger_s`` of each other go out as one array (one array task
         per call). The function and arguments are pickled here, so an unpicklable one raises
-        :class:`SerializationError` (a ``TypeError``) at once.
+        :class:`SerializationError` (a ``TypeError``) at once. Large objects (``max_nbytes``,
+        as in :meth:`map`) are stored once per executor, beside the run folders, until
+        :meth:`shutdown` (with ``detach``, they stay for the detached jobs).
         """
         with self._lock:
             self._check_open()
-            fn_bytes = _dumps({"fn": fn, "mode": "map", "reducer": None}, "the function")
-            task = _dumps_tasks([(args, kwargs)], 0)
+            if self._submit_store is None:
+                self._submit_store = self._new_store()
+            store = self._submit_store
+            fn_bytes = _dumps({"fn": fn, "mode": "map", "reducer": None}, "the function", store)
+            task = _dumps_tasks([(args, kwargs)], 0, store)
             fut: Future = Future()
             self._pending.append((fn_bytes, task, fn, fut))
             if self._linger_s <= 0:
@@ -660,6 +669,9 @@ class Executor(concurrent.futures.Executor):
         if wait:
             for h in handles:
                 concurrent.futures.wait(h.futures)
+        store, self._submit_store = self._submit_store, None
+        if store is not None and store.path is not None and not self.options.detach:
+            _close_when_done(store, [f for h in handles for f in h.futures])
         self._backend.shutdown(wait=wait, cancel=cancel_futures and not self.options.detach)
 
     def _in_own_thread(self) -> bool:

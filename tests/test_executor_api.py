@@ -190,3 +190,17 @@ def test_worker_finds_store_moved_into_its_run_folder(tmp_path):
     finally:
         argstore.RUN_DIR = old
     assert np.array_equal(loaded, arr) and not loaded.flags.writeable
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_submit_stores_a_big_argument_once_per_executor(tmp_path, backend):
+    runs = tmp_path / "runs"
+    big = np.arange(300_000, dtype=np.float64)
+    ex = hpcpar.Executor(backend, max_workers=2, runs_dir=str(runs))
+    futures = [ex.submit(total, big, i) for i in range(8)]
+    assert [f.result(timeout=120)[0] for f in futures] == [float(i) for i in range(8)]
+    store = ex._submit_store
+    assert store is not None and len(store.written) == 1
+    assert len(stored_files(runs)) == 1
+    ex.shutdown(wait=True)
+    assert stored_files(runs) == []
