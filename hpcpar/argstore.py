@@ -1,7 +1,7 @@
 """Large task arguments stored once per call, loaded once per worker process.
 
 Used by :mod:`hpcpar.joblib` (keyed by content) and by the :class:`~hpcpar.Executor`'s ``map``
-and ``map_reduce`` (keyed by identity, see :func:`dumps`). A scikit-learn search passes the same ``X`` and ``y`` to every
+and ``map_reduce`` (keyed by identity, see :func:`reduce_hook`). A scikit-learn search passes the same ``X`` and ``y`` to every
 fit; pickled into every task, they would be copied into every chunk (array task) of the run.
 Instead the driver writes each large argument once to a private folder and the tasks carry a
 small reference; a worker process loads the file the first time it meets the reference and
@@ -23,7 +23,7 @@ reuses it for every later task (the executor pickles through :func:`reduce_hook`
   (``runs_dir``), which batch backends require to be shared with the compute nodes. Nothing is
   sent through the scheduler or the driver; each array task reads what it needs. A batch run
   moves the executor's folder into its run folder (``RUN_DIR/args``, see :func:`adopt`), so it
-  lives and is cleaned with the run; the worker then finds the files there (:data:`RUN_DIR`).
+  lives and is cleaned with the run; the worker then finds the files there (:func:`use_run_dir`).
 * **Read-only, like joblib's own memory mapping**: numpy arrays are ``.npy`` files that workers
   memory-map with ``mmap_mode="r"`` (joblib's default), so the processes of a node share one
   copy in the page cache and a task cannot change what the next task sees. With another
@@ -51,16 +51,22 @@ CACHE_MAX = 8
 _CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
 #: file loads per key in this process (a test reads it to show each process loads once)
 LOADS: collections.Counter[str] = collections.Counter()
-#: The run folder this worker process serves (set by :mod:`hpcpar.worker`): a stored file
-#: that is no longer at its recorded path is looked for in ``RUN_DIR/args`` (see :func:`adopt`).
-RUN_DIR: str | None = None
+_run_dir: str | None = None
 #: Sub-folder of a run folder holding its stored arguments.
 ARGS_DIRNAME = "args"
 
 
+def use_run_dir(run_dir: str | os.PathLike | None) -> None:
+    """Tell this (worker) process which run folder it serves: a stored file that is no longer
+    at its recorded path is then looked for in ``RUN_DIR/args`` (see :func:`adopt`). Called by
+    ``hpcpar.worker`` before it unpickles a chunk."""
+    global _run_dir
+    _run_dir = None if run_dir is None else os.fspath(run_dir)
+
+
 def _resolve(path: str) -> str:
-    if RUN_DIR is not None and not os.path.exists(path):
-        moved = os.path.join(RUN_DIR, ARGS_DIRNAME, os.path.basename(path))
+    if _run_dir is not None and not os.path.exists(path):
+        moved = os.path.join(_run_dir, ARGS_DIRNAME, os.path.basename(path))
         if os.path.exists(moved):
             return moved
     return path
@@ -239,7 +245,7 @@ class ArgStore:
 
 
 def reduce_hook(store: ArgStore | None) -> Callable[[Any], tuple | None] | None:
-    """For :func:`hpcpar.serialize.dumps`'s ``reduce_hook``: each object of at least
+    """For ``hpcpar.serialize.dumps``'s ``reduce_hook``: each object of at least
     ``store.min_bytes`` bytes of data (numpy arrays, pandas and scipy.sparse objects, by
     :func:`nbytes`) that the pickler meets, at any depth (an item's argument, a
     ``functools.partial``'s, a closure's), is written to ``store`` the first time and pickled
@@ -257,8 +263,8 @@ def reduce_hook(store: ArgStore | None) -> Callable[[Any], tuple | None] | None:
 
 def adopt(folder: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
     """Move a store's ``folder`` into ``run_dir`` as ``RUN_DIR/args`` (a rename on the same
-    filesystem), where workers look for files no longer at their recorded path; returns the
-    new path."""
+    filesystem), where workers look for files no longer at their recorded path (see
+    :func:`use_run_dir`); returns the new path."""
     target = Path(run_dir) / ARGS_DIRNAME
     try:
         os.rename(folder, target)

@@ -121,13 +121,13 @@ class _Feed:
     """
 
     def __init__(self, ex: Executor, payload: dict, what: str, mode: str, kind: str,
-                 job_name: str):
+                 job_name: str, progress: _Progress, total: int | None):
         self.ex, self.payload, self.what = ex, payload, what
         self.mode, self.kind, self.job_name = mode, kind, job_name
         self.runs: collections.deque[RunHandle] = collections.deque()
         self.exhausted = False
-        self.total: int | None = None
-        self.progress: _Progress | None = None
+        self.total = total
+        self.progress = progress
         self.read = 0                       # items read from the input so far
         self._it: Iterator[tuple] | None = None
         self._fixed: int | None = None
@@ -138,13 +138,9 @@ class _Feed:
         handle = self.ex._start_run(self.payload, self.what, items, sizes, self.read,
                                     self.mode, self.kind, self.job_name)
         self.read += len(items)
-        for f, n in zip(handle.futures, sizes, strict=False):
-            f.add_done_callback(functools.partial(self._advance, n))
+        for f, n in zip(handle.futures, sizes, strict=False):   # holding neither the feed nor
+            f.add_done_callback(functools.partial(_advance, self.progress, n))  # the executor
         self.runs.append(handle)
-
-    def _advance(self, n: int, _f: Future) -> None:
-        if self.progress is not None:
-            self.progress.add(n)
 
     def lazy(self, it: Iterator[tuple], chunksize: int | None, n_chunks: int) -> None:
         self._it, self._fixed, self._n_chunks = it, chunksize, n_chunks
@@ -175,6 +171,10 @@ class _Feed:
         self.runs.clear()
         self.exhausted = True
         self._it = None
+
+
+def _advance(progress: _Progress, n: int, _future: Future) -> None:
+    progress.add(n)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -357,9 +357,10 @@ class Executor(concurrent.futures.Executor):
         size = chunksize or self.options.chunksize
         if size is not None and size < 1:
             raise ConfigError(f"chunksize={size!r} must be >= 1")
-        feed = _Feed(self, payload, what, mode, kind, self._job_name(fn))
+        total = len(items) if isinstance(items, list) else None
+        progress = _Progress(self._progress_enabled(), total, self._job_name(fn))
+        feed = _Feed(self, payload, what, mode, kind, self._job_name(fn), progress, total)
         if isinstance(items, list):
-            feed.total = len(items)
             if items:
                 feed.start(items, self._chunk(items, chunksize))
             feed.exhausted = True
@@ -485,8 +486,7 @@ class Executor(concurrent.futures.Executor):
                 items = list(items)
             feed = self._feed(fn, items, chunksize, "map", "map", payload, "the function")
         deadline = None if timeout is None else time.monotonic() + timeout
-        progress = _Progress(self._progress_enabled(), feed.total, self._job_name(fn))
-        feed.progress = progress
+        progress = feed.progress
         if ordered:
             return self._iter_ordered(feed, deadline, progress)
         return self._iter_unordered(feed, deadline, progress)
@@ -524,8 +524,7 @@ class Executor(concurrent.futures.Executor):
                     raise TimeoutError("map: the timeout passed before the next result")
                 for h in feed.runs:                    # release what is read
                     h.futures[:] = [f for f in h.futures if f not in done]
-                while feed.runs and not feed.runs[0].futures:
-                    feed.runs.popleft()
+                feed.runs = collections.deque(h for h in feed.runs if h.futures)
                 feed.fill()
                 for f in _in_order(done, live):
                     outcomes = f.result().outcomes
@@ -620,8 +619,7 @@ class Executor(concurrent.futures.Executor):
             feed = self._feed(mapper, items, chunksize, "reduce", "map_reduce", payload,
                               "the mapper, reducer or combiner")
         deadline = None if timeout is None else time.monotonic() + timeout
-        progress = _Progress(self._progress_enabled(), feed.total, self._job_name(mapper))
-        feed.progress = progress
+        progress = feed.progress
         tree = aggregate.OrderedTree(merge)
         if initial is not None:
             tree.add(fold.fresh())

@@ -183,12 +183,11 @@ def test_worker_finds_store_moved_into_its_run_folder(tmp_path):
     run.mkdir()
     argstore.adopt(store.path, run)
     assert not Path(ref.path).exists() and (run / "args" / Path(ref.path).name).exists()
-    old = argstore.RUN_DIR
-    argstore.RUN_DIR = str(run)
+    argstore.use_run_dir(run)
     try:
         loaded = argstore.load(*ref.__reduce__()[1])
     finally:
-        argstore.RUN_DIR = old
+        argstore.use_run_dir(None)
     assert np.array_equal(loaded, arr) and not loaded.flags.writeable
 
 
