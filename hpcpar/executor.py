@@ -31,8 +31,9 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 from . import aggregate, argstore, backends, config
+from ._futures import cancel_future
 from .argstore import ArgStore
-from .backends.base import RunHandle, RunRequest, cancel_future
+from .backends.base import RunHandle, RunRequest
 from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps

@@ -8,6 +8,7 @@ import sys
 from concurrent.futures import Future
 
 from .. import templates
+from .._futures import cancel_future
 from ..config import Options
 from ..resources import Resources
 
@@ -42,16 +43,6 @@ class RunRequest:
     kind: str = "map"
     job_name: str = "hpcpar"
     args_dir: str | None = None
-
-
-def cancel_future(f: Future) -> bool:
-    """Cancel ``f`` if it has not finished, and notify its waiters (as an executor must, or
-    ``concurrent.futures.wait`` never sees it done). Returns True if it is now cancelled."""
-    if f.cancel():
-        if f._state == "CANCELLED":          # not yet notified
-            f.set_running_or_notify_cancel()
-        return True
-    return False
 
 
 class RunHandle:

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .. import _signals, _subprocess, argstore, runstate, templates
+from .._futures import ChunkFuture
 from ..config import default_runs_dir
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
 from ..resources import format_hms
@@ -241,7 +242,7 @@ class BatchBackend(Backend):
             array_directives=self.array_directives(len(request.chunks), request.job_name,
                                                    probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
-        chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
+        chunks = {i: ChunkState(i, ChunkFuture(), size) for i, size in enumerate(request.chunk_sizes)}
         run = Run(rd, chunks, runstate.read(rd))
         try:
             self.submit_chunks(run, sorted(chunks), reason="initial")
