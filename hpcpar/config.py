@@ -179,11 +179,11 @@ def usable_runs_root(runs_dir: str | os.PathLike | None) -> Path:
         The folder cannot be made or written (a regular file, no permission); the message names
         the setting it came from: ``runs_dir=``, ``$HPCPAR_RUNS_DIR`` or the default.
     """
-    if runs_dir:
-        root, setting = Path(runs_dir).expanduser(), f"runs_dir={str(runs_dir)!r}"
-    elif os.environ.get("HPCPAR_RUNS_DIR"):
-        root = default_runs_dir()
-        setting = f"HPCPAR_RUNS_DIR={os.environ['HPCPAR_RUNS_DIR']!r}"
+    env = os.environ.get("HPCPAR_RUNS_DIR")
+    if runs_dir or env:               # options read HPCPAR_RUNS_DIR as runs_dir: name the one set
+        value = str(runs_dir or env)
+        root = Path(value).expanduser()
+        setting = f"HPCPAR_RUNS_DIR={value!r}" if value == env else f"runs_dir={value!r}"
     else:
         root, setting = default_runs_dir(), f"the default runs folder {str(default_runs_dir())!r}"
     fix = "set runs_dir= (or HPCPAR_RUNS_DIR) to a folder you can write"
