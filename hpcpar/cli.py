@@ -249,7 +249,7 @@ def cmd_status(a) -> int:
         except HpcparError as exc:
             print(f"(could not ask the scheduler: {exc})")
             return 0
-        from .backends.batch import describe_statuses      # state (pending reason): count
+        from .backends.batch import describe_statuses  # state (pending reason): count
 
         print("tasks    " + (describe_statuses(states.values()) or
                              "none known to the scheduler any more"))
