@@ -9,6 +9,7 @@
 
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, as_completed, wait
 
+from ._version import __version__ as __version__
 from .backends.registry import register_scheduler
 from .errors import (
     ConfigError,
@@ -25,8 +26,6 @@ from .errors import (
 from .executor import Executor
 from .resources import Resources, parse_mem, parse_walltime
 from .states import JobState
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ALL_COMPLETED",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..states import JobState
 from .spec import SchedulerSpec, TaskStatus, compress_ranges
@@ -29,6 +30,8 @@ class PbsCommonSpec(SchedulerSpec):
     """What PBS Professional/OpenPBS and Torque share: commands, job ids, qdel."""
 
     name = "pbs"
+    #: Negative exit statuses (the server's ``JOB_EXEC_*`` codes) -> state; each dialect's own.
+    EXEC_CODES: ClassVar[Mapping[int, JobState]] = {}
     template = "pbs.sh.j2"
     commands = ("qsub", "qstat", "qdel")
     supports_qos = False
@@ -59,7 +62,7 @@ class PbsCommonSpec(SchedulerSpec):
     #: pending reasons from the state letter when the server gives no ``comment``: qstat(1B)
     #: "Job Status in Default Format" and Torque qstat(1) (H held, W waiting for its
     #: execution time set with ``qsub -a``, T being moved)
-    REASON_LETTERS: Mapping[str, str] = {"H": "held", "W": "waiting for its start time (-a)",
+    REASON_LETTERS: ClassVar[Mapping[str, str]] = {"H": "held", "W": "waiting for its start time (-a)",
                                          "T": "being moved"}
 
     def pending_reason(self, state: JobState, native: str, comment: str) -> tuple[str, bool]:
