@@ -200,6 +200,18 @@ def _kill(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def _worker_started(err_path: str | None) -> bool:
+    """True once the task's stderr log has the worker's start line (printed after it installed
+    its SIGUSR2/SIGTERM handlers); True at once when the task has no log to read."""
+    if err_path is None:
+        return True
+    try:
+        with open(err_path, "rb") as fh:
+            return b"hpcpar.worker: run " in fh.read()
+    except OSError:
+        return False
+
+
 def run(root: Path, job: str) -> int:
     """Run every task of ``job``, at most ``max_running`` at once; watch limits and faults."""
     meta = read_json(root / "jobs" / f"{job}.json", {})
@@ -235,8 +247,10 @@ def run(root: Path, job: str) -> int:
                 if fh is not subprocess.DEVNULL:
                     fh.close()
             set_task(root, task, pid=proc.pid)
+            err_pattern = meta.get("error")
             running[i] = {"proc": proc, "t0": time.monotonic(), "fault": take_fault(root, i + offset),
-                          "warned": False, "verdict": None, "term_at": None}
+                          "warned": False, "verdict": None, "term_at": None, "ready_at": None,
+                          "err": err_pattern.replace("%j", job).replace("%a", str(i)) if err_pattern else None}
         time.sleep(0.05)
         for i, r in list(running.items()):
             task, proc = f"{job}_{i}", r["proc"]
@@ -258,11 +272,18 @@ def run(root: Path, job: str) -> int:
                     stop("OUT_OF_MEMORY", signal.SIGKILL)
                 elif kind == "timeout":
                     stop("TIMEOUT")
-                elif kind == "warn" and not r["warned"]:
-                    r["warned"] = True
-                    _kill(proc.pid, signal.SIGUSR2)
-                elif kind == "warn" and age >= fault.get("after_s", 0) + WARN_GRACE_S:
-                    stop("TIMEOUT")
+                elif kind == "warn":
+                    # The warn fault's clock starts when the worker says it runs (its handlers
+                    # are installed by then): a loaded machine's slow interpreter start-up must
+                    # not turn the warning into a kill by SIGUSR2's default action.
+                    if r["ready_at"] is None and _worker_started(r["err"]):
+                        r["ready_at"] = time.monotonic()
+                    ready = None if r["ready_at"] is None else time.monotonic() - r["ready_at"]
+                    if ready is not None and not r["warned"] and ready >= fault.get("after_s", 0):
+                        r["warned"] = True
+                        _kill(proc.pid, signal.SIGUSR2)
+                    elif r["warned"] and ready is not None and ready >= fault.get("after_s", 0) + WARN_GRACE_S:
+                        stop("TIMEOUT")
             if walltime is not None:
                 if warn_before and not r["warned"] and age >= walltime - warn_before:
                     r["warned"] = True
