@@ -89,6 +89,7 @@ class _Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
+        self._desc, self._shown = desc, ""
         self._lock = threading.Lock()
         self._left = math.inf if total is None else total
 
@@ -104,6 +105,36 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def describe(self, text: str) -> None:
+        """Show what the unfinished chunks wait for (e.g. a pending reason) after the name."""
+        if self.bar is not None and text != self._shown:
+            self._shown = text
+            self.bar.set_description(f"{self._desc} [{text}]" if text else self._desc)
+
+
+#: seconds between looks at the unfinished chunks' states while a progress bar waits
+_DESCRIBE_EVERY_S = 2.0
+
+
+def _chunk_result(f: Future, deadline: float | None, timeout: float | None, handle: RunHandle,
+                  progress: _Progress) -> Any:
+    """``f.result()`` by ``deadline`` (monotonic s); the progress bar shows what the unfinished
+    chunks wait for, and a TimeoutError says it (their states and pending reasons)."""
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = (left if progress.bar is None else
+                _DESCRIBE_EVERY_S if left is None else min(left, _DESCRIBE_EVERY_S))
+        try:
+            return f.result(step)
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                unfinished = sum(not g.done() for g in handle.futures)
+                why = handle.describe_unfinished()
+                raise TimeoutError(
+                    f"{unfinished} chunk(s) of run {handle.run_id} unfinished after {timeout} s" + (f"; array tasks: {why}" if why else "")
+                ) from None
+            progress.describe(handle.describe_unfinished())
 
 
 #: Lazy input: windows running at once, and started but not yet consumed.
@@ -489,10 +520,11 @@ class Executor(concurrent.futures.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         progress = feed.progress
         if ordered:
-            return self._iter_ordered(feed, deadline, progress)
-        return self._iter_unordered(feed, deadline, progress)
+            return self._iter_ordered(feed, deadline, progress, timeout)
+        return self._iter_unordered(feed, deadline, progress, timeout)
 
-    def _iter_ordered(self, feed: _Feed, deadline: float | None, progress: _Progress) -> Iterator:
+    def _iter_ordered(self, feed: _Feed, deadline: float | None, progress: _Progress,
+                      timeout: float | None = None) -> Iterator:
         # Like concurrent.futures' map: hold nothing already yielded. A chunk's future leaves
         # its handle once read (it is done: neither cancel nor shutdown needs it), and each
         # value leaves its chunk's outcomes as it is yielded.
@@ -502,7 +534,8 @@ class Executor(concurrent.futures.Executor):
                 pending.reverse()
                 while pending:
                     feed.fill()
-                    result: ChunkResult = pending[-1].result(_left(deadline))
+                    result: ChunkResult = _chunk_result(pending[-1], deadline, timeout,
+                                                        feed.runs[0], progress)
                     pending.pop()
                     outcomes = result.outcomes
                     del result
@@ -515,14 +548,17 @@ class Executor(concurrent.futures.Executor):
             progress.close()
             feed.cancel()          # like concurrent.futures: an abandoned map cancels the rest
 
-    def _iter_unordered(self, feed: _Feed, deadline: float | None, progress: _Progress) -> Iterator:
+    def _iter_unordered(self, feed: _Feed, deadline: float | None, progress: _Progress,
+                        timeout: float | None = None) -> Iterator:
         try:
             while feed.runs:
                 live = [f for h in feed.runs for f in h.futures]
                 done, _ = concurrent.futures.wait(live, _left(deadline),
                                                   return_when=concurrent.futures.FIRST_COMPLETED)
                 if not done:
-                    raise TimeoutError("map: the timeout passed before the next result")
+                    why = "; ".join(filter(None, (h.describe_unfinished() for h in feed.runs)))
+                    raise TimeoutError(f"{len(live)} chunk(s) unfinished after {timeout} s"
+                                       + (f"; array tasks: {why}" if why else ""))
                 for h in feed.runs:                    # release what is read
                     h.futures[:] = [f for f in h.futures if f not in done]
                 feed.runs = collections.deque(h for h in feed.runs if h.futures)
@@ -630,7 +666,9 @@ class Executor(concurrent.futures.Executor):
                 pending.reverse()
                 while pending:
                     feed.fill()
-                    partial = outcome_value(pending[-1].result(_left(deadline)).outcomes[0])
+                    result = _chunk_result(pending[-1], deadline, timeout, feed.runs[0], progress)
+                    partial = outcome_value(result.outcomes[0])
+                    del result
                     pending.pop()
                     tree.add(fold.finish(partial))
                 feed.runs.popleft()
