@@ -138,14 +138,14 @@ def cmd_submit(a) -> int:
     if not isinstance(backend, BatchBackend):
         raise HpcparError(f"`hpcpar submit` needs a batch backend, not {backend.name!r}; "
                           "use `hpcpar script local ... > job.sh && bash job.sh`")
-    backend.check()
     command = _command(a)
     n = 1
     if a.array_file:
-        lines = Path(a.array_file).read_text().splitlines()
+        from .backends.base import array_file_lines
+
+        lines = array_file_lines(a.array_file)          # ConfigError for blank lines
         n = len(lines)
-        if n == 0:
-            raise HpcparError(f"{a.array_file} is empty")
+    backend.validate()                                   # the queue, workdir, runs folder
     name = _job_name(a, backend, command)
     rd = runstate.create_run(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
@@ -248,10 +248,9 @@ def cmd_status(a) -> int:
         except HpcparError as exc:
             print(f"(could not ask the scheduler: {exc})")
             return 0
-        counts: dict[str, int] = {}
-        for st in states.values():
-            counts[st.native or st.state.name] = counts.get(st.native or st.state.name, 0) + 1
-        print("tasks    " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or
+        from .backends.batch import describe_statuses  # state (pending reason): count
+
+        print("tasks    " + (describe_statuses(states.values()) or
                              "none known to the scheduler any more"))
     return 0
 

@@ -8,6 +8,7 @@ Rules, first match wins::
 
     results complete                              -> RESOLVE   (whatever the scheduler says)
     cancel requested (`hpcpar cancel`)            -> CANCELLED (never resubmitted)
+    pending for a blocking reason >= blocked_grace_s -> BLOCKED (cancel; PendingBlockedError)
     job live (PENDING, RUNNING, UNKNOWN)          -> WAIT
     final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
     pull run, chunk in the pool, no live worker   -> REFILL    (submit workers; a retry only
@@ -43,6 +44,7 @@ class Action(enum.Enum):
     LOST = "lost"              #: fail the future with JobLostError
     CANCELLED = "cancelled"    #: cancel the array task (if live) and the future
     REFILL = "refill"          #: pull: the chunk waits in the pool and no worker is left
+    BLOCKED = "blocked"        #: cancel the array task; fail the future with PendingBlockedError
 
 
 class ResultKind(enum.Enum):
@@ -68,12 +70,16 @@ class ChunkFacts:
         Tasks finished when the chunk was last submitted (a requeue needs progress beyond it).
     final_since : float or None
         Monotonic seconds at which its array task was first seen final; None while live.
+    blocked_since : float or None
+        Monotonic seconds since which it has been seen pending for a reason that cannot
+        resolve by itself (:attr:`hpcpar.backends.spec.TaskStatus.blocked`); None otherwise.
     """
 
     attempts: int = 1
     retries: int = 0
     done_at_submit: int = 0
     final_since: float | None = None
+    blocked_since: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +116,7 @@ ABSENT = ResultFacts()
 
 def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
            max_retries: int, grace_s: float, cancel_requested: bool = False,
-           claimed: bool | None = None) -> Action:
+           claimed: bool | None = None, blocked_grace_s: float = float("inf")) -> Action:
     """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
 
     Parameters
@@ -131,6 +137,9 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         Pull runs: whether a worker holds the chunk's claim (then ``status`` is that worker's),
         or it waits in the pool (``status`` is live while any of the run's workers is).
         None for a run whose array tasks are bound to chunks.
+    blocked_grace_s : float
+        Seconds a task may pend for a blocking reason (the ``blocked_grace_s`` option;
+        default: forever).
 
     Returns
     -------
@@ -140,6 +149,9 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         return Action.RESOLVE
     if cancel_requested:
         return Action.CANCELLED
+    if (status is JobState.PENDING and chunk.blocked_since is not None
+            and now - chunk.blocked_since >= blocked_grace_s):
+        return Action.BLOCKED
     if status.is_live:
         return Action.WAIT
     if chunk.final_since is None or now - chunk.final_since < grace_s:

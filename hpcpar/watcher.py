@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from . import claims
 from ._futures import mark_running
-from .errors import HpcparError, JobLostError
+from .errors import HpcparError, JobLostError, PendingBlockedError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError
 from .runstate import ChunkState, Run
@@ -53,6 +53,8 @@ class _Status(NamedTuple):
     state: JobState
     native: str = ""
     exit_code: int | None = None
+    reason: str = ""
+    blocked: bool = False
 
 
 MISSING = _Status(JobState.MISSING)
@@ -279,6 +281,7 @@ class Watcher(threading.Thread):
         changed = False
         settle: list[tuple[Run, ChunkState]] = []       # final past the grace period
         cancels: list[tuple[Run, ChunkState]] = []
+        blocked_pairs: list[tuple[Run, ChunkState]] = []
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
@@ -307,17 +310,24 @@ class Watcher(threading.Thread):
                 elif c.final_since is None:
                     c.final_since = now
                     changed = True          # look again soon
+                blocked = c.state is JobState.PENDING and getattr(c.status, "blocked", False)
+                c.blocked_since = (c.blocked_since or now) if blocked else None
                 action = self._decide(c, facts, now, cancel_requested, run)
                 if action is Action.RESOLVE:
                     self._finish(run, c, result=c.partial)
                     changed = True
                 elif action is Action.CANCELLED:
                     cancels.append((run, c))
+                elif action is Action.BLOCKED:
+                    blocked_pairs.append((run, c))
                 elif action is not Action.WAIT:
                     settle.append((run, c))
         if cancels:
             changed = True
             self._cancel_requested(port, cancels)
+        if blocked_pairs:
+            changed = True
+            self._fail_blocked(port, blocked_pairs, now)
         if settle:
             changed = True
             self._refine_final(port, settle)
@@ -327,16 +337,22 @@ class Watcher(threading.Thread):
     def _decide(self, c: ChunkState, facts: ResultFacts, now: float, cancel_requested: bool,
                 run: Run) -> Action:
         claimed = (c.claim is not None and not c.claim.voided) if run.pull else None
-        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since),
+        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since,
+                                 c.blocked_since),
                       c.state, facts, now, max_retries=self.options.max_retries,
-                      grace_s=self.grace_s, cancel_requested=cancel_requested, claimed=claimed)
+                      grace_s=self.grace_s, cancel_requested=cancel_requested, claimed=claimed,
+                      blocked_grace_s=getattr(self.options, "blocked_grace_s", float("inf")))
 
     def _observe_claims(self, run: Run, statuses: dict) -> None:
         """A pull run: each unfinished chunk's status is its claim owner's (lost once its
         heartbeat stops), or, waiting in the pool, live while any of the run's workers is."""
         for tid in run.live_workers():
             run.worker_status[tid] = statuses.get(tid, MISSING)
-        pool = IN_POOL if run.live_workers() else MISSING
+        # waiting in the pool: blocked if every live worker pends for a blocking reason
+        live = [run.worker_status[t] for t in run.live_workers() if run.worker_status[t] is not None]
+        blocked = [s for s in live if s.state is JobState.PENDING and getattr(s, "blocked", False)]
+        pool = ((blocked[0] if live and len(blocked) == len(live) else IN_POOL)
+                if run.live_workers() else MISSING)
         seen = claims.scan(run.rd.path)
         run.claims_seen = sum(info.generation + 1 for info in seen.values())
         wall = time.time()
@@ -357,6 +373,18 @@ class Watcher(threading.Thread):
             if st.state.is_live and wall - info.mtime > HEARTBEAT_LOST_S:
                 st = _Status(JobState.MISSING, f"no heartbeat for {wall - info.mtime:.0f} s")
             c.status = st
+
+    def _fail_blocked(self, port: WatchPort, pairs: list[tuple[Run, ChunkState]], now: float) -> None:
+        """Tasks pending too long for a reason that cannot resolve: cancel them (one command)
+        and fail their futures with PendingBlockedError."""
+        ids = [c.task_id for _, c in pairs if c.task_id]
+        log.warning("%s: cancelling %d array task(s) pending for a reason that cannot resolve",
+                    self.name_, len(ids))
+        port.cancel(ids)
+        for run, c in pairs:
+            self._finish(run, c, error=PendingBlockedError(
+                c.task_id or "?", getattr(c.status, "reason", ""), now - (c.blocked_since or now),
+                self.name_))
 
     def _read(self, run: Run, idx: int) -> tuple[ChunkResult | None, ResultFacts]:
         """Chunk ``idx``'s results file and what it says; a corrupt one is moved aside."""

@@ -40,7 +40,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import claims
+from . import argstore, claims
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
 EXIT_OK = 0
@@ -220,6 +220,7 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
             for entry in meta.get("python_path", []):
                 if entry not in sys.path and os.path.isdir(entry):
                     sys.path.append(entry)
+            argstore.use_run_dir(rd.path)       # stored arguments moved into the run folder
             cache["meta"] = meta
         tasks = pickle.loads(rd.read_chunk_bytes(chunk))
     except (OSError, CorruptFileError, ValueError, pickle.UnpicklingError) as exc:
