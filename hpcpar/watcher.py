@@ -348,11 +348,14 @@ class Watcher(threading.Thread):
         heartbeat stops), or, waiting in the pool, live while any of the run's workers is."""
         for tid in run.live_workers():
             run.worker_status[tid] = statuses.get(tid, MISSING)
-        # waiting in the pool: blocked if every live worker pends for a blocking reason
+        # waiting in the pool: while every live worker pends, a pending worker's status (its
+        # reason; blocked if every one pends for a blocking reason)
         live = [run.worker_status[t] for t in run.live_workers() if run.worker_status[t] is not None]
-        blocked = [s for s in live if s.state is JobState.PENDING and getattr(s, "blocked", False)]
-        pool = ((blocked[0] if live and len(blocked) == len(live) else IN_POOL)
-                if run.live_workers() else MISSING)
+        pending = [s for s in live if s.state is JobState.PENDING]
+        blocked = [s for s in pending if getattr(s, "blocked", False)]
+        pool = IN_POOL if run.live_workers() else MISSING
+        if live and len(pending) == len(live):
+            pool = blocked[0] if len(blocked) == len(live) else pending[0]
         seen = claims.scan(run.rd.path)
         run.claims_seen = sum(info.generation + 1 for info in seen.values())
         wall = time.time()
