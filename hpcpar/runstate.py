@@ -235,7 +235,8 @@ def latest_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
         return {}
 
 
-def _ended(rec: Mapping[str, Any] | None) -> bool:
+def task_ended(rec: Mapping[str, Any] | None) -> bool:
+    """True if an outcome record says its task ended (final state, complete results, cancel)."""
     if not rec:
         return False
     if rec.get("cancelled") or rec.get("results") == "complete":
@@ -264,7 +265,7 @@ def observed_phase(rd: RunDir, meta: Mapping[str, Any],
         return None
     outcomes = read_outcomes(rd) if outcomes is None else outcomes
     recs = [outcomes.get(tid) for tid in latest.values()]
-    if not all(_ended(r) for r in recs):
+    if not all(task_ended(r) for r in recs):
         return None
     ended = [r for r in recs if r]
     if any(r.get("cancelled") for r in ended):
@@ -509,6 +510,7 @@ __all__ = [
     "recorded_tasks",
     "request_cancel",
     "shown_phase",
+    "task_ended",
     "withdraw_cancel",
     "write_new",
 ]
