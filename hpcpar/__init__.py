@@ -9,6 +9,7 @@
 
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, as_completed, wait
 
+from ._version import __version__
 from .backends.registry import register_scheduler
 from .errors import (
     ConfigError,
@@ -26,8 +27,6 @@ from .executor import Executor
 from .resources import Resources, parse_mem, parse_walltime
 from .states import JobState
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
@@ -44,6 +43,7 @@ __all__ = [
     "StatusError",
     "SubmissionError",
     "TaskError",
+    "__version__",
     "as_completed",
     "attach",
     "parse_mem",

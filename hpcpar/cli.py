@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .cli_config import WALLTIME_HELP, describe, resolve_cli
 from .config import Options
 from .errors import HpcparError
@@ -130,8 +130,9 @@ def cmd_script(a) -> int:
 
 
 def cmd_submit(a) -> int:
+    from . import runstate
     from .backends.batch import BatchBackend
-    from .rundir import RunDir, atomic_write
+    from .rundir import atomic_write
 
     backend = _backend_for(a)
     if not isinstance(backend, BatchBackend):
@@ -146,7 +147,7 @@ def cmd_submit(a) -> int:
         if n == 0:
             raise HpcparError(f"{a.array_file} is empty")
     name = _job_name(a, backend, command)
-    rd = RunDir.create(backend.runs_root(), prefix=name, meta={
+    rd = runstate.create_run(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
         "command": command, "resources": backend.resources.to_json(), "submissions": []})
     array_file = None
@@ -165,8 +166,6 @@ def cmd_submit(a) -> int:
                                             backend.options.max_running, max_array_size):
             print(_display(sub.argv, backend.spec.script_on_stdin, str(rd.script_path)))
     from concurrent.futures import Future
-
-    from . import runstate
 
     run = runstate.Run(rd, {i: runstate.ChunkState(i, Future(), 1) for i in range(n)}, runstate.read(rd))
     try:
@@ -329,7 +328,7 @@ def cmd_cancel(a) -> int:
 def cmd_clean(a) -> int:
     from .runs import clean
 
-    removed = clean(parse_walltime(a.older_than, "--older-than"), a.runs_dir, dry_run=a.dry_run)
+    removed = clean(parse_walltime(a.older_than, "--older-than") or 0, a.runs_dir, dry_run=a.dry_run)
     verb = "would remove" if a.dry_run else "removed"
     for p in removed:
         print(f"{verb} {p}")

@@ -71,7 +71,9 @@ def cli_walltime(text: str, backend: str) -> int:
         if seconds <= 0:
             raise ConfigError(f"--walltime {text} must be a positive walltime")
         return seconds
-    return parse_walltime(t, "--walltime")
+    parsed = parse_walltime(t, "--walltime")
+    assert parsed is not None                           # t is not None
+    return parsed
 
 
 def walltime_note(text: str, backend: str) -> str:

@@ -25,10 +25,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 from . import backends, config
-from .backends.base import RunHandle, RunRequest, cancel_future
+from ._futures import cancel_future
+from .backends.base import RunHandle, RunRequest
 from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps
@@ -171,7 +172,7 @@ class Executor(concurrent.futures.Executor):
         self._checked = False
         linger = opts.submit_linger_s
         self._linger_s = self._backend.submit_linger_s if linger is None else linger
-        self._pending: list[tuple[Any, tuple, dict, Future]] = []
+        self._pending: list[tuple[bytes, bytes, Callable, Future]] = []
         self._timer: threading.Timer | None = None
 
     def __repr__(self) -> str:
@@ -194,7 +195,7 @@ class Executor(concurrent.futures.Executor):
         """A progress bar (when enabled) advanced by each chunk's size as it finishes."""
         progress = _Progress(self._progress_enabled(), sum(sizes), self._job_name(fn))
         for f, n in zip(handle.futures, sizes, strict=False):
-            f.add_done_callback(lambda _f, n=n: progress.add(n))
+            f.add_done_callback(functools.partial(_advance, progress, n))
         return progress
 
     def _job_name(self, fn: Any) -> str:
@@ -225,9 +226,10 @@ class Executor(concurrent.futures.Executor):
         payload = _dumps({"fn": fn, "mode": mode, "reducer": reducer},
                          "the function" if reducer is None else "the mapper or reducer")
         sizes = self._chunk(items, chunksize)
-        chunks, start = [], 0
+        chunks: list[bytes] = []
+        start = 0
         for size in sizes:
-            tasks = [(args, {}) for args in items[start:start + size]]
+            tasks: list[tuple[tuple, dict]] = [(args, {}) for args in items[start:start + size]]
             chunks.append(_dumps_tasks(tasks, start))
             start += size
         request = RunRequest(payload, chunks, sizes, mode=mode, kind=kind, job_name=self._job_name(fn))
@@ -421,7 +423,7 @@ class Executor(concurrent.futures.Executor):
             return owns(current)
         return current.name.startswith("hpcpar-watcher")
 
-    def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
+    def __exit__(self, exc_type, exc_val, exc_tb) -> Literal[False]:
         failed = exc_type is not None and not self.options.detach
         if failed and hasattr(self._backend, "stop_running"):
             self._backend.stop_running()      # local: kill running tasks too (Ctrl-C, an error)
@@ -459,6 +461,10 @@ class Executor(concurrent.futures.Executor):
             Default: no array request.
         """
         return self._backend.job_script(command, array_size=array_size, for_run=True)
+
+
+def _advance(progress: _Progress, n: int, _future: Future) -> None:
+    progress.add(n)
 
 
 def _resolve_call(fut: Future, chunk_future: Future) -> None:

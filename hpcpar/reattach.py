@@ -69,7 +69,7 @@ class AttachedRun:
         out = {"done": 0, "failed": 0, "cancelled": 0, "pending": 0, "running": 0, "lost": 0}
         for c in self._run.chunks.values():
             f = c.future
-            if f.cancelled():
+            if _cancelled(f):
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
@@ -100,7 +100,7 @@ class AttachedRun:
         ``initializer``, if any, was applied by the original driver and is not stored).
         """
         self.wait(timeout)
-        cancelled = [i for i, f in enumerate(self.futures) if f.cancelled()]
+        cancelled = [i for i, f in enumerate(self.futures) if _cancelled(f)]
         if cancelled:
             raise concurrent.futures.CancelledError(
                 f"run {self.run_id}: chunk(s) {cancelled} were cancelled (a recorded cancel: "
@@ -165,6 +165,12 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, *,
     backend.watch(batch_run)
     attached = AttachedRun(backend, batch_run)
     return attached
+
+
+def _cancelled(f: Future) -> bool:
+    """Cancelled, or failed by a cancel while it ran (a running chunk's future cannot be
+    cancelled, so it fails with CancelledError)."""
+    return f.cancelled() or (f.done() and isinstance(f.exception(), concurrent.futures.CancelledError))
 
 
 def _first_look(backend: BatchBackend, run: Run) -> None:

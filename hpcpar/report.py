@@ -126,8 +126,8 @@ class RunTimeline:
 
     def slowest(self, n: int = 5) -> list[ChunkTimeline]:
         """The ``n`` chunks with the longest run time, longest first."""
-        timed = [c for c in self.chunks if c.run_s is not None]
-        return sorted(timed, key=lambda c: (-c.run_s, c.index))[:n]
+        timed = [(c.run_s, c) for c in self.chunks if c.run_s is not None]
+        return [c for _, c in sorted(timed, key=lambda t: (-t[0], t[1].index))][:n]
 
 
 class _Placeholder:

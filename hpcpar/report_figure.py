@@ -87,10 +87,11 @@ def figure(tl: RunTimeline) -> Figure:
         bar.set_gid(f"chunk-{c.index}")
         if c.outcome == "no result":
             bar.set_hatch("//")
-    waits = [c for c in tl.chunks if c.queue_wait_s is not None]
+    waits = [(c.index, c.submitted, c.submitted + c.queue_wait_s) for c in tl.chunks
+             if c.submitted is not None and c.queue_wait_s is not None]
     if waits:
-        ax.hlines([c.index for c in waits], [c.submitted for c in waits],
-                  [c.submitted + c.queue_wait_s for c in waits], colors=WAIT_COLOUR,
+        rows, starts, ends = zip(*waits, strict=True)
+        ax.hlines(rows, starts, ends, colors=WAIT_COLOUR,
                   linewidth=1.2 if n <= 100 else 0.4)
     resubs = [(t, c.index) for c in tl.chunks for t in c.resubmitted]
     if resubs:

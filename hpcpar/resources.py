@@ -106,8 +106,10 @@ def parse_walltime(value: float | str | None, field: str = "walltime") -> int | 
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
-        seconds = _parse_clock(value)
-        if seconds is None:
+        clock = _parse_clock(value)
+        if clock is not None:
+            seconds = clock
+        else:
             m = _DURATION_RE.match(value)
             if not m or not any(m.groupdict().values()):
                 raise bad

@@ -203,8 +203,9 @@ class RunDir:
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | os.PathLike, prefix: str = "run", meta: dict | None = None) -> RunDir:
-        """Make a new private run folder under ``root`` (created 0700 if missing).
+    def create(cls, root: str | os.PathLike, prefix: str = "run") -> RunDir:
+        """Make a new private run folder under ``root`` (created 0700 if missing), without its
+        ``run.json``: :func:`hpcpar.runstate.create_run` makes a run (folder and ``run.json``).
 
         The run id is ``<prefix>-<UTC time>-<random>``, unique without coordination.
         """
@@ -217,12 +218,7 @@ class RunDir:
         os.chmod(path, 0o700)                      # mkdir's mode is masked by umask
         for sub in ("chunks", "results", "logs"):
             (path / sub).mkdir(mode=0o700)
-        rd = cls(path)
-        from . import runstate
-
-        runstate.write_new(rd, {"run_id": run_id, "created": time.time(),
-                                "state": runstate.RunPhase.CREATED.value, **(meta or {})})
-        return rd
+        return cls(path)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunDir:

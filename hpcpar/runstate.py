@@ -45,17 +45,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
+from ._futures import ChunkFuture, cancel_future
 from .errors import ConfigError
-from .rundir import atomic_write
+from .rundir import RunDir, atomic_write
 from .states import JobState
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .rundir import ChunkResult, RunDir
+    from .rundir import ChunkResult
 
 
 class RunPhase(enum.StrEnum):
@@ -97,9 +98,20 @@ def _write(rd: RunDir, meta: Mapping[str, Any]) -> None:
     atomic_write(rd.meta_path, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_new(rd: RunDir, meta: Mapping[str, Any]) -> None:
-    """Write a new run's first ``run.json`` (called by :meth:`RunDir.create` only)."""
-    _write(rd, meta)
+def create_run(root: str | os.PathLike, prefix: str = "run",
+               meta: Mapping[str, Any] | None = None) -> RunDir:
+    """Make a new run: a private folder under ``root`` (:meth:`RunDir.create`) and its first
+    ``run.json`` (run id, creation time, phase CREATED, then ``meta``).
+
+    Raises
+    ------
+    OSError
+        The folder cannot be made.
+    """
+    rd = RunDir.create(root, prefix)
+    _write(rd, {"run_id": rd.run_id, "created": time.time(),
+                "state": RunPhase.CREATED.value, **(meta or {})})
+    return rd
 
 
 def read(rd: RunDir) -> dict:
@@ -392,7 +404,7 @@ class Run:
         """
         meta = read(rd)
         sizes = meta.get("chunk_sizes") or [0] * meta["n_chunks"]
-        chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(sizes)}
+        chunks = {i: ChunkState(i, ChunkFuture(), size) for i, size in enumerate(sizes)}
         for i, tasks in recorded_tasks(meta).items():
             c = chunks[i]
             c.task_id = tasks[-1][0]
@@ -455,15 +467,20 @@ class Run:
                 "time": time.time()})
 
     def cancel_chunk(self, c: ChunkState) -> bool:
-        """Cancel chunk ``c``'s future if it has not finished, notifying its waiters (as an
-        executor must, or ``concurrent.futures.wait`` never sees it done)."""
+        """The run's chunk ``c`` is being cancelled (its array task with it): a pending future is
+        cancelled (:func:`~hpcpar._futures.cancel_future`); a running one, whose task will never
+        finish, fails with :class:`~concurrent.futures.CancelledError`. Returns True if the
+        future ended here (False: it had a result already)."""
         with self.lock:
             self.unfinished.pop(c.index, None)
-        if c.future.cancel():
-            if c.future._state == "CANCELLED":          # not yet notified
-                c.future.set_running_or_notify_cancel()
+        if cancel_future(c.future):
             return True
-        return False
+        try:
+            c.future.set_exception(CancelledError(
+                f"chunk {c.index} of run {self.rd.run_id} was cancelled while it ran"))
+        except InvalidStateError:                 # finished meanwhile: its result stands
+            return False
+        return True
 
     def set_phase(self, phase: RunPhase) -> None:
         """Record ``phase`` and write ``run.json``."""
@@ -477,9 +494,13 @@ class Run:
         with self.lock:
             live = bool(self.unfinished)
         futures = [c.future for c in self.chunks.values()]
+
+        def cancelled(f: Future) -> bool:           # a running chunk cancelled fails with it
+            return f.cancelled() or (f.done() and isinstance(f.exception(), CancelledError))
+
         phase = (RunPhase.RUNNING if live else
-                 RunPhase.FAILED if any(f.done() and not f.cancelled() and f.exception() for f in futures) else
-                 RunPhase.CANCELLED if any(f.cancelled() for f in futures) else RunPhase.DONE)
+                 RunPhase.FAILED if any(f.done() and not cancelled(f) and f.exception() for f in futures) else
+                 RunPhase.CANCELLED if any(cancelled(f) for f in futures) else RunPhase.DONE)
         self.set_phase(phase)
         return phase
 
@@ -499,6 +520,7 @@ __all__ = [
     "RunPhase",
     "SubmitReason",
     "cancel_requested",
+    "create_run",
     "latest_tasks",
     "observed_phase",
     "outcomes_dir",
@@ -512,7 +534,6 @@ __all__ = [
     "shown_phase",
     "task_ended",
     "withdraw_cancel",
-    "write_new",
 ]
 
 

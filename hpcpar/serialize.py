@@ -121,7 +121,7 @@ def _seed_linecache(filename: str, first: int, lines: tuple[str, ...]) -> None:
     entry = linecache.cache.get(filename)
     if entry is not None and filename not in _SEEDED:
         return
-    current = list(entry[2]) if entry is not None else []
+    current = list(entry[2]) if entry is not None and len(entry) == 4 else []
     end = first - 1 + len(lines)
     current += ["\n"] * (end - len(current))
     current[first - 1:end] = lines

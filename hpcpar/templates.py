@@ -107,6 +107,6 @@ def render(name: str, context: dict[str, Any], template_dir: str | os.PathLike |
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise ConfigError(f"no job-script template {name!r} in {env.loader.searchpath}") from exc
+        raise ConfigError(f"no job-script template {name!r} in {getattr(env.loader, 'searchpath', '?')}") from exc
     except jinja2.UndefinedError as exc:
         raise ConfigError(f"template {name!r}: {exc.message}") from exc

@@ -29,8 +29,10 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
+from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple, Protocol
 
+from ._futures import mark_running
 from .errors import HpcparError, JobLostError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError
@@ -255,6 +257,8 @@ class Watcher(threading.Thread):
                     if result is not None:
                         c.partial = result
                 c.status = statuses.get(c.task_id or "", MISSING)
+                if c.state is JobState.RUNNING and not mark_running(c.future):
+                    continue                     # cancelled by its caller before it started
                 if c.state.is_live:
                     c.final_since = None
                 elif c.final_since is None:
@@ -373,11 +377,14 @@ class Watcher(threading.Thread):
             if run.unfinished.pop(c.index, None) is None:
                 return
             last = not run.unfinished
-        if c.future.set_running_or_notify_cancel():
-            if error is not None:
-                c.future.set_exception(error)
-            else:
-                c.future.set_result(result)
+        if mark_running(c.future):
+            try:
+                if error is not None:
+                    c.future.set_exception(error)
+                else:
+                    c.future.set_result(result)
+            except InvalidStateError:          # a cancel ended it meanwhile
+                pass
         if last:
             self._settle([run])
 

@@ -94,6 +94,7 @@ def run_tasks(payload: dict, tasks: list, result: ChunkResult,
         try:
             value = fn(*args, **kwargs)
             if mode == "reduce":
+                assert reducer is not None            # the driver sends one with mode "reduce"
                 value = value if result.done == 0 else reducer(result.outcomes[0][1], value)
             outcome = (True, value, "")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 (the task's own error is its result)
@@ -167,8 +168,10 @@ class _Signals:
             raise StopRequested(self.pending)
 
     def write(self, result: ChunkResult | None = None) -> None:
+        rd, result = self.rd, result or self.result
+        assert rd is not None and result is not None, "write() before the chunk was set up"
         with self:
-            self.rd.write_result(result or self.result)
+            rd.write_result(result)
 
 
 def chunk_from_env(var: str, base: int) -> int:

@@ -20,7 +20,7 @@ import hpcpar
 from hpcpar import runstate
 from hpcpar.cli import main
 from hpcpar.rundir import RunDir
-from hpcpar.runstate import ChunkState, Run, RunPhase
+from hpcpar.runstate import ChunkState, Run, RunPhase, create_run
 
 RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$FAKE_CALLS"\n'
 
@@ -46,7 +46,7 @@ def recorded_run(root: Path, phase: RunPhase, created: float | None = None, pref
     meta = {"backend": "slurm", "kind": "map", "job_name": prefix, "n_chunks": 2, "chunk_sizes": [1, 1]}
     if created is not None:
         meta["created"] = created
-    rd = RunDir.create(root, prefix=prefix, meta=meta)
+    rd = create_run(root, prefix=prefix, meta=meta)
     run = Run(rd, {i: ChunkState(i, Future(), 1) for i in range(2)}, runstate.read(rd))
     run.record_submission("4242", {0: "4242_0", 1: "4242_1"}, "initial")
     run.set_phase(phase)

@@ -256,3 +256,16 @@ def test_cli_submit_status_logs_and_cancel_read_the_recorded_task_ids(fake, runs
         return {s.native for s in fake.parse_status(out).values()}
 
     assert wait_for(lambda: states() == {"COMPLETED", "CANCELLED"}, timeout=30)
+
+
+def test_submit_futures_are_running_while_their_array_task_runs(fake, runs_dir, markers):
+    """concurrent.futures' contract on a batch scheduler: a submitted call's future is RUNNING
+    once the scheduler reports its array task RUNNING, so ``cancel()`` then returns False and
+    the call still delivers its result, once."""
+    with fast(runs_dir, submit_linger_s=0) as ex:
+        running = ex.submit(marked_sleep, 3, str(markers), 2.0)
+        assert wait_for(running.running, timeout=60), running
+        assert not running.cancel()
+        assert running.result(timeout=60) == 9
+        assert not running.cancelled()
+    assert counts(markers, "done") == {3: 1}

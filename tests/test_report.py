@@ -24,7 +24,7 @@ from hpcpar.cli import main
 from hpcpar.report import OUTCOMES, load_timeline, summary_text
 from hpcpar.report_figure import COLOURS, figure, write_html, write_png
 from hpcpar.rundir import ChunkResult, RunDir, load_sealed
-from hpcpar.runstate import Run, RunPhase
+from hpcpar.runstate import Run, RunPhase, create_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -38,7 +38,7 @@ EXPECTED = ["ok", "ok", "task error", "ok", "partial", "no result"]
 
 
 def make_run(root: Path, chunks=CHUNKS, value=lambda i: i) -> RunDir:
-    rd = RunDir.create(root, prefix="synthetic", meta={
+    rd = create_run(root, prefix="synthetic", meta={
         "backend": "slurm", "kind": "map", "job_name": "synthetic", "n_chunks": N_CHUNKS,
         "submissions": []})
     t0 = rd.read_meta()["created"]

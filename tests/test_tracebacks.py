@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcpar.rundir import RunDir, driver_python_path
+from hpcpar.rundir import driver_python_path
+from hpcpar.runstate import create_run
 from hpcpar.serialize import dumps
 from hpcpar.worker import EXIT_OK
 
@@ -111,7 +112,7 @@ def test_source_travels_with_the_payload(tmp_path):
     namespace: dict = {"__name__": "__main__"}       # as in a script: pickled by value
     exec(compile(src.read_text(), str(src), "exec"), namespace)
     lineno, source = _line_of(src, "DIVIDE")
-    rd = RunDir.create(tmp_path / "runs", prefix="test",
+    rd = create_run(tmp_path / "runs", prefix="test",
                        meta={"mode": "map", "n_chunks": 1, "python_path": driver_python_path()})
     rd.write_function(dumps({"fn": namespace["task"], "mode": "map", "reducer": None}))
     rd.write_chunk(0, dumps([((0,), {})]))

@@ -18,7 +18,7 @@ import pytest
 from hpcpar import runstate
 from hpcpar.config import Options
 from hpcpar.rundir import ChunkResult, RunDir
-from hpcpar.runstate import ChunkState, Run, RunPhase
+from hpcpar.runstate import ChunkState, Run, RunPhase, create_run
 from hpcpar.states import JobState
 from hpcpar.watcher import Watcher
 
@@ -70,7 +70,7 @@ class FakePort:
 
 
 def make_run(tmp_path, n=2, port=None):
-    rd = RunDir.create(tmp_path / "runs", prefix="t", meta={"backend": "slurm", "kind": "map",
+    rd = create_run(tmp_path / "runs", prefix="t", meta={"backend": "slurm", "kind": "map",
                                                             "n_chunks": n, "chunk_sizes": [1] * n})
     run = Run(rd, {i: ChunkState(i, Future(), 1) for i in range(n)}, runstate.read(rd))
     if port is not None:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from hpcpar.rundir import ChunkResult, CorruptFileError, RunDir, driver_python_path, seal, unseal
+from hpcpar.runstate import create_run
 from hpcpar.serialize import dumps
 from hpcpar.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED
 
@@ -28,7 +29,7 @@ def slow(x, marker_dir):
 
 
 def make_run(root, fn, chunks, mode="map", reducer=None) -> RunDir:
-    rd = RunDir.create(root, prefix="test", meta={"mode": mode, "n_chunks": len(chunks),
+    rd = create_run(root, prefix="test", meta={"mode": mode, "n_chunks": len(chunks),
                                                           "python_path": driver_python_path()})
     rd.write_function(dumps({"fn": fn, "mode": mode, "reducer": reducer}))
     for i, tasks in enumerate(chunks):

@@ -8,6 +8,7 @@ import sys
 from concurrent.futures import Future
 
 from .. import templates
+from .._futures import cancel_future
 from ..config import Options
 from ..resources import Resources
 
@@ -37,16 +38,6 @@ class RunRequest:
     mode: str = "map"
     kind: str = "map"
     job_name: str = "hpcpar"
-
-
-def cancel_future(f: Future) -> bool:
-    """Cancel ``f`` if it has not finished, and notify its waiters (as an executor must, or
-    ``concurrent.futures.wait`` never sees it done). Returns True if it is now cancelled."""
-    if f.cancel():
-        if f._state == "CANCELLED":          # not yet notified
-            f.set_running_or_notify_cancel()
-        return True
-    return False
 
 
 class RunHandle:
@@ -119,7 +110,7 @@ class Backend(abc.ABC):
     def script_context(self, job_name: str, command: list[str] | None, run_dir: str | None = None,
                        log_dir: str | None = None, array_file: str | None = None,
                        workdir: str | None = None, **extra) -> dict:
-        from .. import __version__
+        from .._version import __version__
 
         return {
             "hpcpar_version": __version__,

@@ -21,10 +21,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .. import _signals, _subprocess, runstate, templates
+from .._futures import ChunkFuture
 from ..config import default_runs_dir
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
 from ..resources import format_hms
-from ..rundir import RunDir, atomic_write, driver_python_path
+from ..rundir import atomic_write, driver_python_path
 from ..runstate import ChunkState, Run, RunPhase
 from ..watcher import Watcher
 from .base import Backend, RunHandle, RunRequest
@@ -128,6 +129,7 @@ class BatchBackend(Backend):
                 queue = self.resources.queue
                 self._queue = self._once(self.spec.queue_argv(queue),
                                          lambda out: self.spec.parse_queue(out, queue), "the queue")
+            assert self._queue is None or isinstance(self._queue, QueueInfo)
             return self._queue
 
     def validate(self) -> None:
@@ -228,7 +230,7 @@ class BatchBackend(Backend):
             "submissions": [],
             "accounting": probe["accounting"],
         }
-        rd = RunDir.create(self.runs_root(), prefix=request.job_name, meta=meta)
+        rd = runstate.create_run(self.runs_root(), prefix=request.job_name, meta=meta)
         rd.write_function(request.fn_payload)
         for i, chunk in enumerate(request.chunks):
             rd.write_chunk(i, chunk)
@@ -238,7 +240,7 @@ class BatchBackend(Backend):
             array_directives=self.array_directives(len(request.chunks), request.job_name,
                                                    probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
-        chunks = {i: ChunkState(i, Future(), size) for i, size in enumerate(request.chunk_sizes)}
+        chunks = {i: ChunkState(i, ChunkFuture(), size) for i, size in enumerate(request.chunk_sizes)}
         run = Run(rd, chunks, runstate.read(rd))
         try:
             self.submit_chunks(run, sorted(chunks), reason="initial")

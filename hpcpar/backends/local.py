@@ -52,10 +52,11 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import NoReturn
 
+from .._futures import ChunkFuture, cancel_future
 from ..errors import JobLostError
 from ..localworker import CACHE_SIZE, EXIT_OOM
 from ..states import JobState
-from .base import Backend, RunHandle, RunRequest, cancel_future
+from .base import Backend, RunHandle, RunRequest
 
 log = logging.getLogger("hpcpar")
 
@@ -65,37 +66,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 
 _BOOTSTRAP = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
               "from hpcpar.localworker import main; main(sys.argv[2:])")
-
-
-class ChunkFuture(Future):
-    """A chunk's future that tells listeners when its chunk starts, so the futures
-    ``Executor.submit`` returns are RUNNING while their task runs (as concurrent.futures'
-    are). A listener returning False (its own future was cancelled first) cancels the chunk."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._running_callbacks: list = []
-
-    def add_running_callback(self, fn) -> None:
-        """Call ``fn()`` when the chunk starts, or now if it has started already."""
-        with self._condition:
-            if self._state == "PENDING":
-                self._running_callbacks.append(fn)
-                return
-            started = self._state in ("RUNNING", "FINISHED")
-        if started:
-            fn()
-
-    def set_running_or_notify_cancel(self) -> bool:
-        with self._condition:              # re-entrant: no cancel() between the two steps
-            if self._state == "CANCELLED_AND_NOTIFIED":    # by cancel_future() already
-                return False
-            if not self.cancelled():
-                for fn in self._running_callbacks:
-                    if not fn():
-                        self.cancel()
-            self._running_callbacks = []
-            return super().set_running_or_notify_cancel()
 
 
 class _Job:
@@ -121,10 +91,9 @@ class _Worker:
     def __init__(self, env: dict, mem: int):
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
-        import hpcpar
-
         path = list(sys.path)
-        path.append(os.path.dirname(os.path.dirname(os.path.abspath(hpcpar.__file__))))
+        here = os.path.abspath(__file__)                          # .../hpcpar/backends/local.py
+        path.append(os.path.dirname(os.path.dirname(os.path.dirname(here))))
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOTSTRAP, json.dumps(path), str(cmd_r), str(out_w),
@@ -307,11 +276,11 @@ class LocalPool:
                     worker.send(job)
                 except OSError:                       # died while idle: once more, afresh
                     self._retire(worker, kill=True)
-                    worker = None
                     worker = self._spawn()
                     worker.send(job)
                 result = worker.receive(self.walltime_s)
             except _Lost as lost:
+                assert worker is not None                 # _Lost comes from a worker's pipe
                 self._retire(worker)
                 worker = None
                 if self.cancelling:
@@ -420,7 +389,7 @@ class LocalBackend(Backend):
         key = hashlib.sha1(request.fn_payload).hexdigest()
         self._runs += 1
         run_id = f"local-{os.getpid()}-{self._runs}"
-        futures = []
+        futures: list[Future] = []
         for i, chunk_bytes in enumerate(request.chunks):
             future = ChunkFuture()
             futures.append(future)

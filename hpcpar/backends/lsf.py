@@ -31,6 +31,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from ..resources import ceil_div
 from ..states import JobState
@@ -58,7 +59,7 @@ class LsfSpec(SchedulerSpec):
     BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason"
 
     # bjobs description -> JOB STATUS; "LSF terms and concepts / Job states".
-    STATES: Mapping[str, JobState] = {
+    STATES: ClassVar[Mapping[str, JobState]] = {
         "PEND": S.PENDING,     # waiting in a queue for scheduling and dispatch
         "PROV": S.PENDING,     # dispatched, waiting for resource provisioning
         "WAIT": S.PENDING,     # chunk-job member waiting to run

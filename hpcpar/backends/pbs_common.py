@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..states import JobState
 from .spec import SchedulerSpec, TaskStatus, compress_ranges
@@ -29,6 +30,8 @@ class PbsCommonSpec(SchedulerSpec):
     """What PBS Professional/OpenPBS and Torque share: commands, job ids, qdel."""
 
     name = "pbs"
+    #: Negative exit statuses (the server's ``JOB_EXEC_*`` codes) -> state; each dialect's own.
+    EXEC_CODES: ClassVar[Mapping[int, JobState]] = {}
     template = "pbs.sh.j2"
     commands = ("qsub", "qstat", "qdel")
     supports_qos = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..states import JobState
 from .pbs_common import PbsCommonSpec, hms_s
@@ -33,7 +34,7 @@ class PbsProSpec(PbsCommonSpec):
 
     # qstat(1B) "Job Status in Default Format", pbs_job_attributes(7B) job_state, Reference
     # Guide 2021.1 §8.1 "Job States". F and X are final and classified by Exit_status.
-    STATES: Mapping[str, JobState] = {
+    STATES: ClassVar[Mapping[str, JobState]] = {
         "Q": S.PENDING,       # queued, eligible to run or be routed
         "H": S.PENDING,       # held
         "W": S.PENDING,       # waiting for its execution time (or stage-in failed)
@@ -50,7 +51,7 @@ class PbsProSpec(PbsCommonSpec):
 
     # Negative Exit_status values: JOB_EXEC_* (OpenPBS src/include/job.h; Administrator's Guide
     # "Job Exit Status Codes"). Codes >= 0 are the script's exit code; > 256 = killed by signal.
-    EXEC_CODES: Mapping[int, JobState] = {
+    EXEC_CODES: ClassVar[Mapping[int, JobState]] = {
         -1: S.FAILED,        # JOB_EXEC_FAIL1: job exec failed, before files, no retry
         -2: S.FAILED,        # JOB_EXEC_FAIL2: job exec failed, after files, no retry
         -3: S.PENDING,       # JOB_EXEC_RETRY: job exec failed, do retry
@@ -145,6 +146,7 @@ class PbsProSpec(PbsCommonSpec):
         done = self.finished_without_signal(code, label, "Exit_status")
         if done is not None:
             return done
+        assert code is not None    # finished_without_signal took the None case
         if code > 256:
             signal = code - 256
             used = hms_s(str((attrs.get("resources_used") or {}).get("walltime", "")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..states import JobState
 from .pbs_common import PbsCommonSpec, pair_ranges
@@ -28,7 +29,7 @@ class TorqueSpec(PbsCommonSpec):
 
     # Torque qstat(1) job states (Administrator Guide, "qstat" S column). C is final and
     # classified by exit_status.
-    STATES: Mapping[str, JobState] = {
+    STATES: ClassVar[Mapping[str, JobState]] = {
         "Q": S.PENDING,       # queued, eligible to run or be routed
         "H": S.PENDING,       # held
         "W": S.PENDING,       # waiting for its execution time
@@ -40,7 +41,7 @@ class TorqueSpec(PbsCommonSpec):
     }
 
     # Torque pbs_job.h JOB_EXEC_* (Administrator Guide 6.1, "Job exit status").
-    EXEC_CODES: Mapping[int, JobState] = {
+    EXEC_CODES: ClassVar[Mapping[int, JobState]] = {
         -1: S.FAILED,        # JOB_EXEC_FAIL1: job exec failed, before files, no retry
         -2: S.FAILED,        # JOB_EXEC_FAIL2: job exec failed, after files, no retry
         -3: S.PENDING,       # JOB_EXEC_RETRY: job execution failed, do retry
@@ -95,6 +96,7 @@ class TorqueSpec(PbsCommonSpec):
         done = self.finished_without_signal(code, label, "exit_status")
         if done is not None:
             return done
+        assert code is not None    # finished_without_signal took the None case
         if code > 256:
             signal = code - 256
             return TaskStatus(S.CANCELLED if signal in (9, 15) else S.FAILED, label, 128 + signal)

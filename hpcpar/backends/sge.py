@@ -37,6 +37,7 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..errors import ConfigError
 from ..resources import ceil_div
@@ -110,7 +111,7 @@ class SgeSpec(SchedulerSpec):
     # sge_status(5), table "Job state" (the same letters as qstat(1), OUTPUT FORMATS):
     # d(eletion) E(rror) h(old) q(ueued) r(unning) R(estarted) s/S/T (suspended by the
     # user / the queue / a load threshold) t(ransferring) w(aiting) z(ombie).
-    STATES: Mapping[str, JobState] = {
+    STATES: ClassVar[Mapping[str, JobState]] = {
         # Pending
         "qw": S.PENDING, "Rq": S.PENDING, "hqw": S.PENDING, "hRwq": S.PENDING,
         # Running / transferring

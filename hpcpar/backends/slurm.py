@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from ..resources import parse_walltime
 from ..states import JobState
@@ -29,7 +30,7 @@ class SlurmSpec(SchedulerSpec):
 
     # squeue(1) and sacct(1), JOB STATE CODES. Live states (the job may still write results)
     # are PENDING or RUNNING here; everything else is final.
-    STATES: Mapping[str, JobState] = {
+    STATES: ClassVar[Mapping[str, JobState]] = {
         "PENDING": S.PENDING, "PD": S.PENDING,
         "CONFIGURING": S.PENDING, "CF": S.PENDING,      # nodes booting for the job
         "REQUEUED": S.PENDING, "RQ": S.PENDING,
@@ -229,7 +230,7 @@ def _expand_task_ids(job: str) -> list[str]:
     if not m:
         return [job]
     base, spec = m.group(1), m.group(2).split("%")[0]
-    out = []
+    out: list[str] = []
     for part in spec.split(","):
         if "-" in part:
             a, b = part.split("-", 1)
