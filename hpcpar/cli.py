@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -232,35 +234,68 @@ def cmd_runs(a) -> int:
 
 
 def cmd_status(a) -> int:
+    """A run's progress. What the scheduler says now is recorded in the run folder (each ended
+    array task's state, exit code, logs and command; the run's end), so it is still shown
+    after the driver is gone and after the scheduler forgets the jobs."""
+    from .observe import observe, task_views
     from .runs import resolve_run, summary
 
     rd = resolve_run(a.run, a.runs_dir)
-    s = summary(rd)
     meta = rd.read_meta()
-    created = datetime.datetime.fromtimestamp(s["created"]).isoformat(timespec="seconds")
-    print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
-          f"{s['job_name']}, created {created})\nstate    {s['state']}\nresults  {s['results']} of "
-          f"{s['chunks']} chunks\njobs     {', '.join(s['job_ids']) or '-'}")
-    if s["job_ids"] and not s["phase"].finished:
+    statuses: dict = {}
+    spec = None
+    note = ""
+    if meta.get("submissions"):
+        from . import runstate
+
         backend = _run_backend(meta)
-        try:
-            states = backend.poll(s["job_ids"])
-        except HpcparError as exc:
-            print(f"(could not ask the scheduler: {exc})")
-            return 0
-        counts: dict[str, int] = {}
-        for st in states.values():
-            counts[st.native or st.state.name] = counts.get(st.native or st.state.name, 0) + 1
-        print("tasks    " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or
-                             "none known to the scheduler any more"))
+        spec = getattr(backend, "spec", None)
+        if spec is not None and not runstate.shown_phase(rd, meta).finished:
+            try:
+                statuses = observe(rd, backend)
+            except HpcparError as exc:
+                note = f"(could not ask the scheduler: {exc})"
+            except OSError as exc:
+                note = f"(could not record what the scheduler said in {rd.path}: {exc})"
+    s = summary(rd)
+    created = datetime.datetime.fromtimestamp(s["created"]).isoformat(timespec="seconds")
+    done = (f"results  {s['results']} of {s['chunks']} chunks" if s["kind"] != "command"
+            else f"ended    {s['results']} of {s['chunks']} array tasks")
+    print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
+          f"{s['job_name']}, created {created})\nstate    {s['state']}\n{done}\n"
+          f"jobs     {', '.join(s['job_ids']) or '-'}")
+    if note:
+        print(note)
+    if spec is None:
+        return 0
+    views = task_views(rd, statuses, spec)
+    counts: dict[str, int] = {}
+    for v in views:
+        if v.state != "UNKNOWN" or v.recorded:
+            key = v.state + (" (recorded)" if v.recorded else "")
+            counts[key] = counts.get(key, 0) + 1
+    if len(views) - sum(counts.values()):
+        counts["not known to the scheduler, nothing recorded"] = len(views) - sum(counts.values())
+    print("tasks    " + (", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "-"))
+    for v in views:
+        if not v.failed:
+            continue
+        code = "unknown" if v.exit_code is None else v.exit_code
+        what = "cancelled" if v.cancelled else "failed"
+        print(f"{what:9s}index {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
+        if v.command is not None:
+            print(f"         command: {v.command}")
+        print(f"         log: {v.logs[-1]}")
     return 0
 
 
 def cmd_logs(a) -> int:
-    from .runs import resolve_run
+    from .runs import resolve_run, tail_lines
 
     rd = resolve_run(a.run, a.runs_dir)
     meta = rd.read_meta()
+    if a.tail is not None and a.tail < 0:
+        raise HpcparError("--tail takes a count of lines >= 0")
     subs = [s for s in meta.get("submissions", []) if a.task is None or a.task in s["indices"]]
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
@@ -277,7 +312,11 @@ def cmd_logs(a) -> int:
                 path = rd.logs_dir / f"{stem}.{ext}"
                 if path.is_file():
                     print(f"==> {path} <==")
-                    print(path.read_text(errors="replace"), end="")
+                    if a.tail is None:
+                        with open(path, errors="replace") as fh:
+                            shutil.copyfileobj(fh, sys.stdout)
+                    else:
+                        sys.stdout.write(tail_lines(path, a.tail))
                     shown += 1
     if not shown:
         print(f"no log files yet in {rd.logs_dir}", file=sys.stderr)
@@ -326,14 +365,62 @@ def cmd_cancel(a) -> int:
 
 
 def cmd_clean(a) -> int:
-    from .runs import clean
+    """Remove run folders: finished ones not modified for ``--older-than`` (``0s``: any age);
+    with ``--all``, every run whatever its state (the unfinished ones' jobs are cancelled
+    first, as ``hpcpar cancel`` does). A run whose driver is gone is first looked at (one
+    status call), so one that ended unobserved counts as finished."""
+    from .runs import clean, list_runs
 
-    removed = clean(parse_walltime(a.older_than, "--older-than") or 0, a.runs_dir, dry_run=a.dry_run)
+    older_than = _age(a.older_than) if a.older_than is not None else (0 if a.all else 7 * 86400)
+    for rd in list_runs(a.runs_dir):            # learn how unobserved runs ended
+        _observe_quietly(rd)
+    if a.all and not a.dry_run:
+        for rd in list_runs(a.runs_dir):
+            _cancel_unfinished(rd, older_than)
+    removed = clean(older_than, a.runs_dir, dry_run=a.dry_run, all_states=a.all)
     verb = "would remove" if a.dry_run else "removed"
     for p in removed:
         print(f"{verb} {p}")
     print(f"{verb} {len(removed)} run folder(s)")
     return 0
+
+
+def _age(text: str) -> float:
+    """``--older-than``: a duration as for walltimes, or zero (``0``, ``0s``, ``0d``)."""
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[a-zA-Z]*\s*", text):
+        return 0.0
+    return float(parse_walltime(text, "--older-than") or 0)
+
+
+def _observe_quietly(rd) -> None:
+    from . import runstate
+    from .observe import observe
+
+    try:
+        meta = runstate.read(rd)
+        if runstate.shown_phase(rd, meta).finished or not meta.get("submissions"):
+            return
+        backend = _run_backend(meta)
+        if getattr(backend, "spec", None) is not None:
+            observe(rd, backend)
+    except (HpcparError, OSError, ValueError, KeyError) as exc:
+        print(f"hpcpar clean: note: could not look at run {rd.run_id}: {exc}", file=sys.stderr)
+
+
+def _cancel_unfinished(rd, older_than_s: float) -> None:
+    """Before ``clean --all`` removes an unfinished run: record a cancel and cancel its jobs."""
+    from . import runstate
+
+    try:
+        meta = runstate.read(rd)
+        if runstate.shown_phase(rd, meta).finished:
+            return
+        runstate.request_cancel(rd)
+        ids = sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j))
+        if ids:
+            _run_backend(meta).cancel_ids(ids)
+    except (HpcparError, OSError, ValueError, KeyError) as exc:
+        print(f"hpcpar clean: note: could not cancel run {rd.run_id}: {exc}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,8 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("run", help="run id or run folder path")
         if name == "logs":
             s.add_argument("--task", type=int, help="array task (chunk) index")
+            s.add_argument("--tail", type=int, metavar="N",
+                           help="only the last N lines of each log (read from its end)")
         if name == "clean":
-            s.add_argument("--older-than", default="7d", help='age, e.g. "7d", "12h" (default 7d)')
+            s.add_argument("--older-than", default=None, metavar="AGE",
+                           help='age since last change, e.g. "7d", "12h", "0s" (any age); '
+                                "default 7d, or any age with --all")
+            s.add_argument("--all", action="store_true",
+                           help="every run whatever its state; unfinished runs' jobs are "
+                                "cancelled first")
             s.add_argument("--dry-run", action="store_true", help="only list what would go")
         s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
         s.set_defaults(fn=fn)

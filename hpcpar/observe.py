@@ -27,7 +27,6 @@ from typing import Any
 
 from . import runstate
 from .rundir import CorruptFileError, RunDir
-from .states import JobState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,10 +139,10 @@ def observe(rd: RunDir, backend: Any) -> dict[str, Any]:
             if st is not None and st.state.is_live and kind != "complete":
                 continue
             stem = rd.logs_dir / spec.log_stem(t)
-            final = st is not None and not st.state.is_live
+            final = st if st is not None and not st.state.is_live else None
             runstate.record_outcome(
-                rd, i, t, state=st.state if final else None,
-                native=st.native if final else "", exit_code=st.exit_code if final else None,
+                rd, i, t, state=final.state if final else None,
+                native=final.native if final else "", exit_code=final.exit_code if final else None,
                 observed_by="status", logs=[f"{stem}.out", f"{stem}.err"],
                 command=command_of(rd, meta, i), results=kind)
     if driver_gone(meta):

@@ -75,6 +75,8 @@ class AttachedRun:
                 out["failed" if f.exception() else "done"] += 1
             elif c.state.is_live:
                 out["running" if c.state.name == "RUNNING" else "pending"] += 1
+            elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
+                out["done"] += 1                # ended with results, about to be collected
             else:
                 out["lost"] += 1
         return out
