@@ -65,7 +65,8 @@ class AttachedRun:
 
     def status(self) -> dict[str, int]:
         """Chunks by state: ``done``, ``failed``, ``cancelled``, ``pending``, ``running``, ``lost``
-        (ended without results, about to be resubmitted)."""
+        (ended without results, about to be resubmitted). Right after :func:`attach` it shows
+        what one status call said (running tasks as running), and recorded cancels."""
         out = {"done": 0, "failed": 0, "cancelled": 0, "pending": 0, "running": 0, "lost": 0}
         for c in self._run.chunks.values():
             f = c.future
@@ -73,6 +74,8 @@ class AttachedRun:
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
+            elif self._run.chunk_cancel_requested(c):
+                out["cancelled"] += 1           # a recorded cancel, about to be honoured
             elif c.state.is_live:
                 out["running" if c.state.name == "RUNNING" else "pending"] += 1
             elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
