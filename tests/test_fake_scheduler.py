@@ -212,7 +212,6 @@ def test_one_task_cancelled_from_outside_is_a_recorded_cancel(fake, runs_dir, ma
     rec = runstate.read_outcomes(rd)[task]
     assert (rec["index"], rec["state"], rec["cancelled"], rec["exit_code"]) == (1, "CANCELLED", True, 3)
     assert counts(markers, "start")[1] == 1 and 1 not in counts(markers, "done")
-    assert counts(markers, "done") == {0: 1, 2: 1, 3: 1}
 
 
 def test_leaving_the_with_block_on_an_error_cancels_the_jobs(fake, runs_dir):
