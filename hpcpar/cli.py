@@ -152,10 +152,16 @@ def cmd_submit(a) -> int:
     rd = runstate.create_run(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
         "command": command, "resources": backend.resources.to_json(), "submissions": []})
+    runstate.outcomes_dir(rd).mkdir(mode=0o700, exist_ok=True)
     array_file = None
     if a.array_file:
-        array_file = rd.path / "commands.txt"
-        atomic_write(array_file, "\n".join(lines).encode() + b"\n")
+        atomic_write(rd.path / "commands.txt", "\n".join(lines).encode() + b"\n")   # as given
+        array_file = rd.path / "commands.run.txt"        # each line records its exit code
+        atomic_write(array_file, "".join(
+            _recording(line, runstate.exit_record_path(rd, i)) + "\n"
+            for i, line in enumerate(lines)).encode())
+    elif command:
+        command = ["bash", "-c", _recording(shlex.join(command), runstate.exit_record_path(rd, 0))]
     max_array_size = backend.probe().get("max_array_size")
     ctx = backend.script_context(name, command, run_dir=str(rd.path), log_dir=str(rd.logs_dir),
                                  array_file=str(array_file) if array_file else None,
@@ -180,6 +186,14 @@ def cmd_submit(a) -> int:
     print(f"submitted job {jobs} ({n} array task{'s' * (n != 1)}); run {rd.run_id}")
     print(f"  logs: {rd.logs_dir}   follow with: hpcpar status {rd.run_id}")
     return 0
+
+
+def _recording(line: str, record: Path) -> str:
+    """A shell line running ``line`` with bash, then writing its exit code to ``record``
+    (atomically: a temporary file renamed), and exiting with it. Every value is quoted."""
+    tmp = f"{record}.tmp"
+    return (f"bash -c {shlex.quote(line)}; rc=$?; printf '%s\\n' \"$rc\" > {shlex.quote(tmp)} "
+            f"&& mv -f {shlex.quote(tmp)} {shlex.quote(str(record))}; exit $rc")
 
 
 def cmd_config(a) -> int:

@@ -5,7 +5,8 @@ A run outlives its driver (``hpcpar submit`` has none at all), and the scheduler
 soon after it ends (SLURM: ``MinJobAge``, 300 s by default, and ``sacct`` only where accounting
 runs). So whoever looks records what it sees: :func:`observe` asks the scheduler once for the
 run's latest array tasks, asks for the exit codes of those that ended (accounting, else
-``scontrol show job``), records each ended task's outcome in the run folder
+``scontrol show job``, else the exit code a command run's job script recorded itself in
+``outcomes/line-<i>.exit``), records each ended task's outcome in the run folder
 (:func:`hpcpar.runstate.record_outcome`: state, exit code, log paths, the command line of a
 command array's task), and the run's final phase once every task has ended
 (:func:`hpcpar.runstate.record_observed_end`). What is recorded is shown after the scheduler
@@ -23,10 +24,19 @@ import os
 import shlex
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import runstate
 from .rundir import CorruptFileError, RunDir
+from .states import JobState
+
+
+class _Status(NamedTuple):
+    """A final state learnt other than from the scheduler (the job script's own record)."""
+
+    state: JobState
+    native: str = ""
+    exit_code: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +144,14 @@ def observe(rd: RunDir, backend: Any) -> dict[str, Any]:
         for i, t in todo.items():
             st = exact.get(t) or statuses.get(t)
             kind = _results_kind(rd, i) if meta.get("kind") != "command" else None
+            own = runstate.read_exit_record(rd, i) if meta.get("kind") == "command" else None
+            if st is None and own is not None:      # forgotten: the job script's own record
+                st = _Status(JobState.COMPLETED if own == 0 else JobState.FAILED, "", own)
+                by = "job script"
+            else:
+                by = "status"
+            if st is not None and not st.state.is_live and st.exit_code is None and own is not None:
+                st = _Status(st.state, st.native, own)
             if st is None and kind != "complete":
                 continue                        # forgotten, and nothing says how it ended
             if st is not None and st.state.is_live and kind != "complete":
@@ -143,7 +161,7 @@ def observe(rd: RunDir, backend: Any) -> dict[str, Any]:
             runstate.record_outcome(
                 rd, i, t, state=final.state if final else None,
                 native=final.native if final else "", exit_code=final.exit_code if final else None,
-                observed_by="status", logs=[f"{stem}.out", f"{stem}.err"],
+                observed_by=by, logs=[f"{stem}.out", f"{stem}.err"],
                 command=command_of(rd, meta, i), results=kind)
     if driver_gone(meta):
         runstate.record_observed_end(rd)

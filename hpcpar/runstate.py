@@ -223,6 +223,22 @@ def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | No
     return merged
 
 
+def exit_record_path(rd: RunDir, index: int) -> Path:
+    """``outcomes/line-<index>.exit``: the exit code a command run's job script wrote for its
+    line ``index`` (``hpcpar submit``), the record that outlives the scheduler's memory even
+    when nobody looked while it remembered."""
+    return outcomes_dir(rd) / f"line-{index}.exit"
+
+
+def read_exit_record(rd: RunDir, index: int) -> int | None:
+    """The exit code the job script recorded for line ``index``; None if none (yet)."""
+    try:
+        text = exit_record_path(rd, index).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def read_outcomes(rd: RunDir) -> dict[str, dict]:
     """Task id -> its outcome record (unreadable records are skipped)."""
     out: dict[str, dict] = {}
@@ -521,11 +537,13 @@ __all__ = [
     "SubmitReason",
     "cancel_requested",
     "create_run",
+    "exit_record_path",
     "latest_tasks",
     "observed_phase",
     "outcomes_dir",
     "phase_of",
     "read",
+    "read_exit_record",
     "read_outcomes",
     "record_observed_end",
     "record_outcome",

@@ -263,3 +263,39 @@ def test_an_external_cancel_sticks_across_attach_unless_resubmit_cancelled(fake,
     assert raised(asked) == "RESULTS [None, None]", asked.stdout + asked.stderr
     assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial", "retry"]
     assert runstate.read(rd)["state"] == "done"
+
+
+def test_the_job_scripts_own_exit_record_tells_status_when_nobody_looked_in_time(
+        fake, runs_dir, tmp_path, capsys, monkeypatch):
+    """Nobody ran `hpcpar status` before the scheduler forgot the job: each line's exit code,
+    written by the job script itself (outcomes/line-<i>.exit), still names the failure."""
+    monkeypatch.setenv("HPCPAR_RUNS_DIR", str(runs_dir))
+    commands = tmp_path / "commands.txt"
+    commands.write_text("echo \"it's zero\" | cat\nexit 7\n")
+    assert main(["submit", "fake", "--array-file", str(commands)]) == 0
+    run_id = run_id_of(capsys.readouterr().out)
+    rd = RunDir(runs_dir / run_id)
+    sub = runstate.read(rd)["submissions"][0]
+    assert wait_for(lambda: not live_tasks(fake, [sub["job_id"]]))
+    assert [runstate.read_exit_record(rd, i) for i in range(2)] == [0, 7]
+    assert (rd.logs_dir / f"{sub['task_ids'][0]}.out").read_text() == "it's zero\n"
+    assert (rd.path / "commands.txt").read_text() == commands.read_text()    # kept as given
+    forget(fake, sub["job_id"])                          # before anyone asked
+    assert main(["status", run_id]) == 0
+    out = capsys.readouterr().out
+    assert "state    failed" in out and "COMPLETED (recorded): 1, FAILED (recorded): 1" in out
+    assert (f"failed   index 1 (array task {sub['task_ids'][1]}): FAILED, exit code 7\n"
+            f"         command: exit 7\n") in out
+    assert runstate.read_outcomes(rd)[sub["task_ids"][1]]["observed_by"] == "job script"
+
+
+def test_a_single_submitted_command_records_its_exit_code(fake, runs_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HPCPAR_RUNS_DIR", str(runs_dir))
+    assert main(["submit", "fake", "--", "sh", "-c", "exit 5"]) == 0
+    rd = RunDir(runs_dir / run_id_of(capsys.readouterr().out))
+    job = runstate.read(rd)["submissions"][0]["job_id"]
+    assert wait_for(lambda: not live_tasks(fake, [job]))
+    assert runstate.read_exit_record(rd, 0) == 5
+    assert main(["status", rd.run_id]) == 0
+    out = capsys.readouterr().out
+    assert "exit code 5" in out and "command: sh -c 'exit 5'" in out
