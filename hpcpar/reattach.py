@@ -74,12 +74,12 @@ class AttachedRun:
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
+            elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
+                out["done"] += 1                # ended with results, about to be collected
             elif self._run.chunk_cancel_requested(c):
                 out["cancelled"] += 1           # a recorded cancel, about to be honoured
             elif c.state.is_live:
                 out["running" if c.state.name == "RUNNING" else "pending"] += 1
-            elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
-                out["done"] += 1                # ended with results, about to be collected
             else:
                 out["lost"] += 1
         return out

@@ -213,6 +213,7 @@ def test_driver_killed_then_hpcpar_cancel_then_attach_resubmits_nothing(runs_dir
     assert wait_for(lambda: not live(name), timeout=60), squeue_states(name)
     out = attach(runs_dir, run_id)
     show(f"MUST-SHOW-4 attach:\n{out}")
+    assert "'done': 1" in out and "'cancelled': 2" in out, out
     assert "RAISED CancelledError" in out and "chunk(s) [1, 2] were cancelled" in out, out
     time.sleep(3 * POLL_S)                                  # a resubmission would show by now
     assert not live(name), squeue_states(name)
