@@ -9,7 +9,7 @@
 
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, as_completed, wait
 
-from ._version import __version__
+from ._version import __version__ as __version__
 from .backends.registry import register_scheduler
 from .errors import (
     ConfigError,
@@ -43,7 +43,6 @@ __all__ = [
     "StatusError",
     "SubmissionError",
     "TaskError",
-    "__version__",
     "as_completed",
     "attach",
     "parse_mem",
