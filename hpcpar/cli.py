@@ -383,20 +383,28 @@ def cmd_clean(a) -> int:
     with ``--all``, every run whatever its state (the unfinished ones' jobs are cancelled
     first, as ``hpcpar cancel`` does). A run whose driver is gone is first looked at (one
     status call), so one that ended unobserved counts as finished."""
+    from .rundir import RunDir
     from .runs import clean, list_runs
 
     older_than = _age(a.older_than) if a.older_than is not None else (0 if a.all else 7 * 86400)
     for rd in list_runs(a.runs_dir):            # learn how unobserved runs ended
         _observe_quietly(rd)
-    if a.all and not a.dry_run:
-        for rd in list_runs(a.runs_dir):
-            _cancel_unfinished(rd, older_than)
-    removed = clean(older_than, a.runs_dir, dry_run=a.dry_run, all_states=a.all)
+    targets = clean(older_than, a.runs_dir, dry_run=True, all_states=a.all)
+    removed = []
+    for path in targets:
+        if not a.dry_run:
+            _cancel_unfinished(RunDir(path))   # --all: an unfinished run's jobs go first
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                print(f"hpcpar clean: could not remove {path}: {exc}", file=sys.stderr)
+                continue
+        removed.append(path)
     verb = "would remove" if a.dry_run else "removed"
     for p in removed:
         print(f"{verb} {p}")
     print(f"{verb} {len(removed)} run folder(s)")
-    return 0
+    return 0 if len(removed) == len(targets) else 1
 
 
 def _age(text: str) -> float:
@@ -421,7 +429,7 @@ def _observe_quietly(rd) -> None:
         print(f"hpcpar clean: note: could not look at run {rd.run_id}: {exc}", file=sys.stderr)
 
 
-def _cancel_unfinished(rd, older_than_s: float) -> None:
+def _cancel_unfinished(rd) -> None:
     """Before ``clean --all`` removes an unfinished run: record a cancel and cancel its jobs."""
     from . import runstate
 

@@ -117,6 +117,11 @@ def test_clean_all_cancels_and_removes_an_unfinished_run(fake, runs_dir, capsys,
     job = runstate.read(RunDir(runs_dir / run_id))["submissions"][0]["job_id"]
     assert main(["clean", "--older-than", "0s"]) == 0            # running: kept
     assert "removed 0 run folder(s)" in capsys.readouterr().out
+    assert main(["clean", "--all", "--older-than", "1d"]) == 0   # too young: kept, not cancelled
+    assert "removed 0 run folder(s)" in capsys.readouterr().out and live_tasks(fake, [job])
+    assert not (runs_dir / run_id / "cancel-requested").exists()
+    assert main(["clean", "--all", "--dry-run"]) == 0
+    assert f"would remove {runs_dir / run_id}" in capsys.readouterr().out and live_tasks(fake, [job])
     assert main(["clean", "--all"]) == 0
     assert f"removed {runs_dir / run_id}" in capsys.readouterr().out
     assert wait_for(lambda: not live_tasks(fake, [job]), timeout=30)
