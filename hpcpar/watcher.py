@@ -212,8 +212,8 @@ class Watcher(threading.Thread):
     def _folder_gone(self, port: WatchPort, run: Run, exc: OSError) -> None:
         """The run folder vanished or became unreadable: fail every unfinished chunk with an
         error naming it, and cancel its array tasks (unless ``detach``: they are the user's)."""
-        reason = ("was deleted" if isinstance(exc, FileNotFoundError) or not run.rd.path.exists()
-                  else f"cannot be read ({exc.strerror or exc})")
+        reason = ("was deleted" if not run.rd.path.exists()
+                  else f"cannot be read ({exc.strerror or exc}: {exc.filename or run.rd.path})")
         err = RunFolderError(str(run.rd.path), reason)
         log.error("%s", err)
         with run.lock:

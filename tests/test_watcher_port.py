@@ -290,3 +290,19 @@ def test_concurrent_writers_in_one_driver_do_not_lose_updates(tmp_path):
         t.join()
     run.save()
     assert sorted(int(s["job_id"]) for s in runstate.read(rd)["submissions"]) == list(range(40))
+
+
+def test_an_unreadable_run_folder_fails_the_run_naming_what_is_missing(tmp_path):
+    import shutil
+
+    from hpcpar import RunFolderError
+
+    port = FakePort()
+    rd, run = make_run(tmp_path, 1, port)
+    w = watch(port, run)
+    time.sleep(0.2)
+    shutil.rmtree(rd.results_dir)
+    with pytest.raises(RunFolderError, match=f"run folder {rd.path} cannot be read .*results"):
+        run.futures[0].result(timeout=10)
+    stop(w)
+    assert port.cancelled == ["100"]
