@@ -286,7 +286,7 @@ def cmd_status(a) -> int:
     counts: dict[str, int] = {}
     for v in views:
         if v.state != "UNKNOWN" or v.recorded:
-            key = v.state + (" (recorded)" if v.recorded else "")
+            key = v.state + (" (recorded)" if v.recorded else f" ({v.reason})" if v.reason else "")
             counts[key] = counts.get(key, 0) + 1
     if len(views) - sum(counts.values()):
         counts["not known to the scheduler, nothing recorded"] = len(views) - sum(counts.values())

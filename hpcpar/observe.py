@@ -58,6 +58,9 @@ class TaskView:
     recorded : bool
         The state comes from the run folder's record (the scheduler no longer reports it).
     cancelled : bool
+    reason : str
+        Why a live task waits, when the scheduler's status call says (SLURM ``%r``, e.g.
+        ``BeginTime``); empty otherwise.
     """
 
     index: int
@@ -68,6 +71,7 @@ class TaskView:
     command: str | None
     recorded: bool
     cancelled: bool
+    reason: str = ""
 
     @property
     def failed(self) -> bool:
@@ -185,9 +189,10 @@ def task_views(rd: RunDir, statuses: Mapping[str, Any], spec: Any) -> list[TaskV
             code, recorded = rec.get("exit_code"), True
         else:
             state, code, recorded = "UNKNOWN", None, False
+        reason = (getattr(st, "reason", "") or "") if st is not None and st.state.is_live else ""
         out.append(TaskView(i, t, state, code, rec.get("logs") or [f"{stem}.out", f"{stem}.err"],
                             rec.get("command") or command_of(rd, meta, i), recorded,
-                            bool(rec.get("cancelled"))))
+                            bool(rec.get("cancelled")), reason))
     return out
 
 

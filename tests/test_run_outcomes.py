@@ -304,3 +304,24 @@ def test_a_single_submitted_command_records_its_exit_code(fake, runs_dir, capsys
     assert main(["status", rd.run_id]) == 0
     out = capsys.readouterr().out
     assert "exit code 5" in out and "command: sh -c 'exit 5'" in out
+
+
+def test_status_shows_a_pending_reason_when_the_status_call_gives_one(tmp_path):
+    """The task line carries the scheduler's pending reason where its TaskStatus has one
+    (i13-reasons adds ``reason`` to TaskStatus: SLURM ``%r``), e.g. ``PENDING (BeginTime): 2``."""
+    from types import SimpleNamespace
+
+    from hpcpar.observe import task_views
+    from hpcpar.runstate import ChunkState, Run, create_run
+    from hpcpar.states import JobState
+
+    rd = create_run(tmp_path, prefix="r", meta={"backend": "slurm", "kind": "command", "n_chunks": 2})
+    run = Run(rd, {i: ChunkState(i, None, 1) for i in range(2)}, runstate.read(rd))
+    run.record_submission("7", {0: "7_0", 1: "7_1"}, "initial")
+    run.save()
+    spec = SimpleNamespace(log_stem=lambda t: t)
+    statuses = {"7_0": SimpleNamespace(state=JobState.PENDING, native="PENDING", exit_code=None,
+                                       reason="BeginTime"),
+                "7_1": SimpleNamespace(state=JobState.RUNNING, native="RUNNING", exit_code=None)}
+    views = task_views(rd, statuses, spec)
+    assert [(v.state, v.reason) for v in views] == [("PENDING", "BeginTime"), ("RUNNING", "")]
