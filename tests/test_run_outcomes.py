@@ -325,3 +325,19 @@ def test_status_shows_a_pending_reason_when_the_status_call_gives_one(tmp_path):
                 "7_1": SimpleNamespace(state=JobState.RUNNING, native="RUNNING", exit_code=None)}
     views = task_views(rd, statuses, spec)
     assert [(v.state, v.reason) for v in views] == [("PENDING", "BeginTime"), ("RUNNING", "")]
+
+
+def test_slurm_exit_codes_from_scontrol_show_job():
+    """``tests/data/slurm/scontrol_show_job_array.txt``: ``scontrol --oneliner show job 7684``
+    on the project's single-host SLURM 22.05 (no accounting), 2026-11-30, of
+    ``sbatch --array=0-2`` whose tasks ran ``exit 3``, ``exit 0`` and ``sleep 60`` (then
+    ``scancel 7684_2``)."""
+    from hpcpar.backends.slurm import SlurmSpec
+    from hpcpar.states import JobState
+
+    text = (TESTS / "data" / "slurm" / "scontrol_show_job_array.txt").read_text()
+    got = {t: (s.state, s.exit_code) for t, s in SlurmSpec().parse_job_record(text).items()}
+    assert got == {"7684_0": (JobState.FAILED, 3), "7684_1": (JobState.COMPLETED, 0),
+                   "7684_2": (JobState.CANCELLED, 143)}
+    assert SlurmSpec().job_record_argv("7684") == ["scontrol", "--oneliner", "show", "job", "7684"]
+    assert SlurmSpec().parse_job_record("slurm_load_jobs error: Invalid job id specified\n") == {}
