@@ -341,3 +341,24 @@ def test_slurm_exit_codes_from_scontrol_show_job():
                    "7684_2": (JobState.CANCELLED, 143)}
     assert SlurmSpec().job_record_argv("7684") == ["scontrol", "--oneliner", "show", "job", "7684"]
     assert SlurmSpec().parse_job_record("slurm_load_jobs error: Invalid job id specified\n") == {}
+
+
+def test_a_cancel_by_the_with_block_is_recorded_and_attach_honours_it(fake, runs_dir):
+    """shutdown on an exception (and SIGINT/SIGTERM, through the same cancel_run) writes the
+    cancel request: a later attach resubmits nothing, and the cancelled chunks raise."""
+    from concurrent.futures import CancelledError
+
+    with pytest.raises(RuntimeError), hpcpar.Executor("fake", runs_dir=str(runs_dir),
+                                                      poll_interval_s=POLL_S) as ex:
+        ex.map(time.sleep, [30, 30], chunksize=1)
+        job = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())["submissions"][0]["job_id"]
+        assert wait_for(lambda: live_tasks(fake, [job]))
+        raise RuntimeError("user code failed")
+    rd = RunDir(runs_dir / ex.run_ids[0])
+    assert runstate.cancel_requested(rd)
+    assert wait_for(lambda: not live_tasks(fake, [job]), timeout=30)
+    run = hpcpar.attach(rd.run_id, runs_dir=runs_dir, poll_interval_s=POLL_S)
+    with pytest.raises(CancelledError, match=r"chunk\(s\) \[0, 1\] were cancelled"):
+        run.results(timeout=60)
+    assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
+    assert runstate.read(rd)["state"] == "cancelled"
