@@ -213,6 +213,7 @@ class Watcher(threading.Thread):
         """The run folder vanished or became unreadable: fail every unfinished chunk with an
         error naming it, and cancel its array tasks (unless ``detach``: they are the user's)."""
         reason = ("was deleted" if not run.rd.path.exists()
+                  else "was deleted (its run.json is gone)" if not run.rd.meta_path.exists()
                   else f"cannot be read ({exc.strerror or exc}: {exc.filename or run.rd.path})")
         err = RunFolderError(str(run.rd.path), reason)
         log.error("%s", err)
