@@ -510,13 +510,11 @@ class Run:
         with self.lock:
             live = bool(self.unfinished)
         futures = [c.future for c in self.chunks.values()]
-
-        def cancelled(f: Future) -> bool:           # a running chunk cancelled fails with it
-            return f.cancelled() or (f.done() and isinstance(f.exception(), CancelledError))
-
-        phase = (RunPhase.RUNNING if live else
-                 RunPhase.FAILED if any(f.done() and not cancelled(f) and f.exception() for f in futures) else
-                 RunPhase.CANCELLED if any(cancelled(f) for f in futures) else RunPhase.DONE)
+        ended = [f for f in futures if f.done()]
+        cancelled = [f for f in ended if _was_cancelled(f)]
+        failed = any(f.exception() is not None for f in ended if f not in cancelled)
+        phase = (RunPhase.RUNNING if live else RunPhase.FAILED if failed else
+                 RunPhase.CANCELLED if cancelled else RunPhase.DONE)
         self.set_phase(phase)
         return phase
 
@@ -528,6 +526,11 @@ class Run:
 
     def submitted_job_ids(self) -> Sequence[str]:
         return [s["job_id"] for s in self.meta["submissions"]]
+
+
+def _was_cancelled(f: Future) -> bool:
+    """Cancelled before it ran, or while it ran (:meth:`Run.cancel_chunk`'s CancelledError)."""
+    return f.cancelled() or isinstance(f.exception(), CancelledError)
 
 
 __all__ = [
