@@ -140,14 +140,14 @@ def cmd_submit(a) -> int:
     if not isinstance(backend, BatchBackend):
         raise HpcparError(f"`hpcpar submit` needs a batch backend, not {backend.name!r}; "
                           "use `hpcpar script local ... > job.sh && bash job.sh`")
-    backend.check()
     command = _command(a)
     n = 1
     if a.array_file:
-        lines = Path(a.array_file).read_text().splitlines()
+        from .backends.base import array_file_lines
+
+        lines = array_file_lines(a.array_file)          # ConfigError for blank lines
         n = len(lines)
-        if n == 0:
-            raise HpcparError(f"{a.array_file} is empty")
+    backend.validate()                                   # the queue, workdir, runs folder
     name = _job_name(a, backend, command)
     rd = runstate.create_run(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,

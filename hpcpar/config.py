@@ -106,6 +106,11 @@ class Options:
     #: LSF only: the site's ``LSF_UNIT_FOR_LIMITS`` (``lsf.conf``), the unit of ``-M`` and
     #: ``rusage[mem=]``: ``KB``, ``MB``, ``GB``, ``TB``, ``PB`` or ``EB`` (default ``MB``).
     mem_unit: str | None = None
+    #: Batch backends: seconds an array task may stay pending for a reason that cannot resolve
+    #: by itself (SLURM's ``PartitionConfig``, ``InvalidAccount``, ``InvalidQOS``...; each
+    #: scheduler spec's ``BLOCKING_REASONS``) before it fails with
+    #: :class:`~hpcpar.PendingBlockedError` and its job is cancelled (default 120).
+    blocked_grace_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name, low, inclusive in _RANGES:
@@ -127,7 +132,7 @@ _RANGES = (
     ("max_workers", 1, True), ("chunksize", 1, True), ("chunks_per_slot", 1, True),
     ("max_retries", 0, True), ("max_running", 1, True), ("poll_interval_s", 0, False),
     ("max_poll_interval_s", 0, False), ("submit_linger_s", 0, True), ("signal_s", 0, True),
-    ("checkpoint_s", 0, False), ("command_timeout_s", 0, False),
+    ("checkpoint_s", 0, False), ("command_timeout_s", 0, False), ("blocked_grace_s", 0, True),
 )
 
 
@@ -154,6 +159,43 @@ def default_runs_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir("hpcpar")) / "runs"
+
+
+def usable_runs_root(runs_dir: str | os.PathLike | None) -> Path:
+    """The folder run folders go in, made (0700) if missing and checked writable.
+
+    Parameters
+    ----------
+    runs_dir : str or path-like, optional
+        The ``runs_dir`` option; None: :func:`default_runs_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ConfigError
+        The folder cannot be made or written (a regular file, no permission); the message names
+        the setting it came from: ``runs_dir=``, ``$HPCPAR_RUNS_DIR`` or the default.
+    """
+    env = os.environ.get("HPCPAR_RUNS_DIR")
+    if runs_dir or env:               # options read HPCPAR_RUNS_DIR as runs_dir: name the one set
+        value = str(runs_dir or env)
+        root = Path(value).expanduser()
+        setting = f"HPCPAR_RUNS_DIR={value!r}" if value == env else f"runs_dir={value!r}"
+    else:
+        root, setting = default_runs_dir(), f"the default runs folder {str(default_runs_dir())!r}"
+    fix = "set runs_dir= (or HPCPAR_RUNS_DIR) to a folder you can write"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{setting} is not a folder (it is a file): {fix}")
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot make the runs folder ({exc.strerror}): {fix}") from exc
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: the runs folder {str(root)!r} is not writable: {fix}")
+    return root
 
 
 def _load_config() -> tuple[Path, dict]:

@@ -9,6 +9,7 @@ Every error derives from :class:`HpcparError`::
     │   ├── SubmissionError      the scheduler refused a submission, or its answer had no job id
     │   └── StatusError          the status command failed or timed out
     ├── JobLostError             an array task ended without writing its results
+    ├── PendingBlockedError      an array task pends for a reason that cannot resolve by itself
     ├── RunFolderError           a run's folder vanished or became unreadable while it ran
     ├── SerializationError       a function or argument cannot be pickled (also a TypeError)
     └── TaskError                a task raised, and its exception could not be sent back as itself
@@ -147,6 +148,31 @@ class RunFolderError(HpcparError):
         self.path = path
         super().__init__(f"run folder {path} {reason}; the run cannot finish (its array tasks "
                          "read their inputs and write their results there)")
+
+
+class PendingBlockedError(HpcparError):
+    """An array task stayed pending longer than the ``blocked_grace_s`` option for a reason
+    that cannot resolve by itself (SLURM's ``PartitionConfig``, ``InvalidAccount``...); hpcpar
+    cancelled it.
+
+    Attributes
+    ----------
+    job_id : str
+        The array task's id, e.g. ``"1234_7"``.
+    reason : str
+        The scheduler's pending reason.
+    pending_s : float
+        Seconds it was seen pending for that reason.
+    """
+
+    def __init__(self, job_id: str, reason: str, pending_s: float, backend: str = ""):
+        self.job_id = job_id
+        self.reason = reason
+        self.pending_s = pending_s
+        super().__init__(
+            f"{backend + ' ' if backend else ''}job {job_id} was pending for {reason!r} for "
+            f"{pending_s:.0f} s, a reason that does not resolve by itself; hpcpar cancelled it. "
+            "Change the resources, queue, account or qos (or raise the blocked_grace_s option)")
 
 
 class SerializationError(HpcparError, TypeError):

@@ -85,6 +85,7 @@ class _Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
+        self._desc, self._shown = desc, ""
         self._lock = threading.Lock()
         self._left = total
 
@@ -100,6 +101,36 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def describe(self, text: str) -> None:
+        """Show what the unfinished chunks wait for (e.g. a pending reason) after the name."""
+        if self.bar is not None and text != self._shown:
+            self._shown = text
+            self.bar.set_description(f"{self._desc} [{text}]" if text else self._desc)
+
+
+#: seconds between looks at the unfinished chunks' states while a progress bar waits
+_DESCRIBE_EVERY_S = 2.0
+
+
+def _chunk_result(f: Future, deadline: float | None, timeout: float | None, handle: RunHandle,
+                  progress: _Progress) -> Any:
+    """``f.result()`` by ``deadline`` (monotonic s); the progress bar shows what the unfinished
+    chunks wait for, and a TimeoutError says it (their states and pending reasons)."""
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = (left if progress.bar is None else
+                _DESCRIBE_EVERY_S if left is None else min(left, _DESCRIBE_EVERY_S))
+        try:
+            return f.result(step)
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                unfinished = sum(not g.done() for g in handle.futures)
+                why = handle.describe_unfinished()
+                raise TimeoutError(
+                    f"{unfinished} chunk(s) of run {handle.run_id} unfinished after {timeout} s" + (f"; array tasks: {why}" if why else "")
+                ) from None
+            progress.describe(handle.describe_unfinished())
 
 
 class Executor(concurrent.futures.Executor):
@@ -315,9 +346,10 @@ class Executor(concurrent.futures.Executor):
                 return iter(())
             handle, sizes = self._start_items(fn, items, "map", "map", chunksize)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return self._iter_results(handle, deadline, self._progress(handle, sizes, fn))
+        return self._iter_results(handle, deadline, self._progress(handle, sizes, fn), timeout)
 
-    def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress) -> Iterator:
+    def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress,
+                      timeout: float | None = None) -> Iterator:
         # Like concurrent.futures' map: hold nothing already yielded. A chunk's future leaves
         # the handle once read (it is done: neither cancel nor shutdown needs it), and each
         # value leaves its chunk's outcomes as it is yielded.
@@ -325,8 +357,7 @@ class Executor(concurrent.futures.Executor):
         pending.reverse()
         try:
             while pending:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                result: ChunkResult = pending[-1].result(left)
+                result: ChunkResult = _chunk_result(pending[-1], deadline, timeout, handle, progress)
                 pending.pop()
                 outcomes = result.outcomes
                 del result
@@ -371,8 +402,7 @@ class Executor(concurrent.futures.Executor):
         stack: list[tuple[int, Any]] = []          # (tree level, value), an order-preserving tree
         try:
             for f in handle.futures:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                value = outcome_value(f.result(left).outcomes[0])
+                value = outcome_value(_chunk_result(f, deadline, timeout, handle, progress).outcomes[0])
                 level = 0
                 while stack and stack[-1][0] == level:
                     value = reducer(stack.pop()[1], value)

@@ -9,6 +9,7 @@ Rules, first match wins::
     results complete                              -> RESOLVE   (whatever the scheduler says)
     cancel requested (`hpcpar cancel`, shutdown,
       signals, a recorded cancel of this task)    -> CANCELLED (never resubmitted)
+    pending for a blocking reason >= blocked_grace_s -> BLOCKED (cancel; PendingBlockedError)
     job live (PENDING, RUNNING, UNKNOWN)          -> WAIT
     final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
     CANCELLED by the scheduler (an external
@@ -37,6 +38,7 @@ class Action(enum.Enum):
     RETRY = "retry"            #: resubmit a chunk lost without results (counted)
     LOST = "lost"              #: fail the future with JobLostError
     CANCELLED = "cancelled"    #: cancel the array task (if live) and the future
+    BLOCKED = "blocked"        #: cancel the array task; fail the future with PendingBlockedError
 
 
 class ResultKind(enum.Enum):
@@ -62,12 +64,16 @@ class ChunkFacts:
         Tasks finished when the chunk was last submitted (a requeue needs progress beyond it).
     final_since : float or None
         Monotonic seconds at which its array task was first seen final; None while live.
+    blocked_since : float or None
+        Monotonic seconds since which it has been seen pending for a reason that cannot
+        resolve by itself (:attr:`hpcpar.backends.spec.TaskStatus.blocked`); None otherwise.
     """
 
     attempts: int = 1
     retries: int = 0
     done_at_submit: int = 0
     final_since: float | None = None
+    blocked_since: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +110,8 @@ ABSENT = ResultFacts()
 
 def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
            max_retries: int, grace_s: float, cancel_requested: bool = False,
-           resubmit_cancelled: bool = False) -> Action:
+           resubmit_cancelled: bool = False,
+           blocked_grace_s: float = float("inf")) -> Action:
     """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
 
     Parameters
@@ -126,6 +133,9 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         Treat an array task the scheduler reports CANCELLED (someone ran ``scancel``,
         ``qdel``, ``bkill``) as lost, to be retried, instead of as a cancel decision
         (``hpcpar.attach(run, resubmit_cancelled=True)``).
+    blocked_grace_s : float
+        Seconds a task may pend for a blocking reason (the ``blocked_grace_s`` option;
+        default: forever).
 
     Returns
     -------
@@ -135,6 +145,9 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         return Action.RESOLVE
     if cancel_requested:
         return Action.CANCELLED
+    if (status is JobState.PENDING and chunk.blocked_since is not None
+            and now - chunk.blocked_since >= blocked_grace_s):
+        return Action.BLOCKED
     if status.is_live:
         return Action.WAIT
     if chunk.final_since is None or now - chunk.final_since < grace_s:

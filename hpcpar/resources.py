@@ -33,6 +33,15 @@ _DURATION_RE = re.compile(
 _CLOCK_RE = re.compile(r"^\s*(?:(?P<d>\d+)-)?(?P<rest>\d+(?::\d+){0,2})\s*$")
 
 
+#: thread-pool sizes each task gets capped to ``cpus_per_task`` unless the user set them: the
+#: job templates (``templates/base.sh.j2``) and the local backend's workers. OpenMP, OpenBLAS,
+#: MKL, Apple Accelerate, numexpr, and joblib/loky's process count (which a bare
+#: ``multiprocessing.Pool()`` does not read: that one sees the allocation through
+#: ``os.sched_getaffinity`` where the scheduler binds CPUs).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "LOKY_MAX_CPU_COUNT")
+
+
 def parse_mem(value: int | str | None, field: str = "mem") -> int | None:
     """Parse a memory amount into bytes.
 
@@ -148,6 +157,16 @@ def format_hms(seconds: int, days: bool = False) -> str:
         return f"{d}-{h:02d}:{rem // 60:02d}:{rem % 60:02d}"
     h, rem = divmod(seconds, 3600)
     return f"{h:02d}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def format_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps one decimal: ``107374182400`` -> ``"100.0 GiB"``."""
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            break
+        value /= 1024
+    return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
 
 
 def ceil_div(n: int, unit: int) -> int:

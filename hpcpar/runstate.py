@@ -372,6 +372,7 @@ class ChunkState:
     partial: ChunkResult | None = None
     status: Any = None           # the last TaskStatus polled (None: PENDING, not polled yet)
     final_since: float | None = None
+    blocked_since: float | None = None   # seen pending for a blocking reason since (monotonic s)
 
     @property
     def state(self) -> JobState:
@@ -474,7 +475,7 @@ class Run:
             c.attempts += 1
             c.retries += why is SubmitReason.RETRY
             c.done_at_submit = c.partial.done if c.partial else 0
-            c.status, c.final_since = None, None     # pending until polled
+            c.status, c.final_since, c.blocked_since = None, None, None   # pending until polled
         job_ids = list(dict.fromkeys(job_of(t) for t in task_ids.values())) or [job_id]
         with self._write_lock:
             self.meta["submissions"].append({

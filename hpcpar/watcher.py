@@ -33,7 +33,7 @@ from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple, Protocol
 
 from ._futures import mark_running
-from .errors import HpcparError, JobLostError, RunFolderError
+from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError
 from .runstate import ChunkState, Run
@@ -48,6 +48,8 @@ class _Status(NamedTuple):
     state: JobState
     native: str = ""
     exit_code: int | None = None
+    reason: str = ""
+    blocked: bool = False
 
 
 MISSING = _Status(JobState.MISSING)
@@ -237,6 +239,7 @@ class Watcher(threading.Thread):
         changed = False
         settle: list[tuple[Run, ChunkState]] = []       # final past the grace period
         cancels: list[tuple[Run, ChunkState]] = []
+        blocked_pairs: list[tuple[Run, ChunkState]] = []
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
@@ -265,6 +268,8 @@ class Watcher(threading.Thread):
                 elif c.final_since is None:
                     c.final_since = now
                     changed = True          # look again soon
+                blocked = c.state is JobState.PENDING and getattr(c.status, "blocked", False)
+                c.blocked_since = (c.blocked_since or now) if blocked else None
                 requested = run_cancel or idx in run.cancelled
                 action = self._decide(run, c, facts, now, requested)
                 if action is Action.RESOLVE:
@@ -273,11 +278,16 @@ class Watcher(threading.Thread):
                     changed = True
                 elif action is Action.CANCELLED and requested:
                     cancels.append((run, c))
+                elif action is Action.BLOCKED:
+                    blocked_pairs.append((run, c))
                 elif action is not Action.WAIT:
                     settle.append((run, c))
         if cancels:
             changed = True
             self._cancel_requested(port, cancels)
+        if blocked_pairs:
+            changed = True
+            self._fail_blocked(port, blocked_pairs, now)
         if settle:
             changed = True
             self._refine_final(port, settle)
@@ -286,10 +296,26 @@ class Watcher(threading.Thread):
 
     def _decide(self, run: Run, c: ChunkState, facts: ResultFacts, now: float,
                 cancel_requested: bool) -> Action:
-        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since),
+        return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since,
+                                 c.blocked_since),
                       c.state, facts, now, max_retries=self.options.max_retries,
                       grace_s=self.grace_s, cancel_requested=cancel_requested,
-                      resubmit_cancelled=run.resubmit_cancelled)
+                      resubmit_cancelled=run.resubmit_cancelled,
+                      blocked_grace_s=getattr(self.options, "blocked_grace_s", float("inf")))
+
+    def _fail_blocked(self, port: WatchPort, pairs: list[tuple[Run, ChunkState]], now: float) -> None:
+        """Tasks pending too long for a reason that cannot resolve: cancel them (one command)
+        and fail their futures with PendingBlockedError."""
+        ids = [c.task_id for _, c in pairs if c.task_id]
+        log.warning("%s: cancelling %d array task(s) pending for a reason that cannot resolve",
+                    self.name_, len(ids))
+        port.cancel(ids)
+        for run, c in pairs:
+            self._record(run, c, port, state=JobState.CANCELLED, error=True,
+                         native=f"PENDING ({getattr(c.status, 'reason', '')})")
+            self._finish(run, c, error=PendingBlockedError(
+                c.task_id or "?", getattr(c.status, "reason", ""), now - (c.blocked_since or now),
+                self.name_))
 
     def _read(self, run: Run, idx: int) -> tuple[ChunkResult | None, ResultFacts]:
         """Chunk ``idx``'s results file and what it says; a corrupt one is moved aside."""

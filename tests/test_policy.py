@@ -110,3 +110,24 @@ def test_a_result_complete_is_resolved_even_if_the_job_failed_or_was_cancelled()
     assert decide(chunk, S.FAILED, done, NOW, max_retries=0, grace_s=GRACE_S) is A.RESOLVE
     assert decide(chunk, S.RUNNING, done, NOW, max_retries=0, grace_s=GRACE_S,
                   cancel_requested=True) is A.RESOLVE
+
+
+# -- pending for a reason that cannot resolve by itself (blocked_grace_s) ------------------------
+@pytest.mark.parametrize("state,kind,cancel,blocked_for,expect", [
+    (S.PENDING, K.ABSENT, False, 61.0, A.BLOCKED),
+    (S.PENDING, K.ABSENT, False, 59.0, A.WAIT),          # within the grace
+    (S.PENDING, K.ABSENT, False, None, A.WAIT),          # not blocked
+    (S.RUNNING, K.ABSENT, False, 61.0, A.WAIT),          # started after all
+    (S.PENDING, K.COMPLETE, False, 61.0, A.RESOLVE),     # results win
+    (S.PENDING, K.ABSENT, True, 61.0, A.CANCELLED),      # a cancel request wins
+])
+def test_blocked_rows(state, kind, cancel, blocked_for, expect):
+    chunk = ChunkFacts(blocked_since=None if blocked_for is None else NOW - blocked_for)
+    got = decide(chunk, state, ResultFacts(kind), NOW, max_retries=MAX_RETRIES, grace_s=GRACE_S,
+                 cancel_requested=cancel, blocked_grace_s=60.0)
+    assert got is expect
+
+
+def test_blocked_never_without_a_grace():
+    chunk = ChunkFacts(blocked_since=0.0)
+    assert decide(chunk, S.PENDING, ResultFacts(), NOW, max_retries=0, grace_s=0) is A.WAIT

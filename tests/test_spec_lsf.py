@@ -86,3 +86,13 @@ def test_unknown_stat_and_reason_warn(caplog):
         assert spec.parse_status(_bjobs("EXIT", "1", "TERM_NEW: x"))["77[4]"].state is S.FAILED
     assert "unknown native job state 'NEWSTATE'" in caplog.text
     assert "unknown termination reason 'TERM_NEW'" in caplog.text
+
+
+def test_pending_reason_from_pend_reason():
+    assert "pend_reason" in spec.status_argv(["1240"])[4].split()
+    got = spec.parse_status(read("bjobs_json_pending_reasons.json"))
+    assert got["1240[2]"].reason == "The user has reached his/her job slot limit"
+    assert got["1241"].reason == "Job dependency condition not satisfied"
+    assert got["1240[1]"].reason == "" and not any(s.blocked for s in got.values())
+    # without the field (older records), no reason
+    assert all(s.reason == "" for s in spec.parse_status(read("bjobs_json_array_mixed.json")).values())

@@ -167,3 +167,28 @@ def test_unknown_states_warn(caplog):
         xml = "<Data><Job><Job_Id>5[0].t</Job_Id><job_state>Z</job_state></Job></Data>"
         assert torque.parse_status(xml)["5[0].t"].state is S.UNKNOWN
     assert "unknown native job state 'Z'" in caplog.text and "unknown negative Exit_status -99" in caplog.text
+
+
+# -- pending reasons: the comment attribute (pbs_job_attributes(7B)), else the state letter --------
+def test_pro_pending_reason_is_the_comment():
+    got = pro.parse_status(read("pbspro/qstat_f_F_json_x_active_jobs.json"))
+    assert got["1401.pbsserver"].reason.startswith("Not Running: Insufficient amount of resource")
+    assert not got["1401.pbsserver"].blocked
+    assert got["1402.pbsserver"].reason == "held"                 # H, no comment
+    assert got["1400.pbsserver"].reason == ""                     # running: no reason
+    queued = pro.parse_status(read("pbspro/qstat_f_F_json_x_t_array_queued.json"))
+    assert {s.reason for s in queued.values()} == {
+        "Not Running: Insufficient amount of resource: ncpus (R: 4 A: 2 T: 2)"}   # the parent's
+
+
+def test_pro_can_never_run_is_blocking():
+    doc = {"Jobs": {"7.srv": {"job_state": "Q", "comment":
+                              "Can Never Run: Insufficient amount of resource: ncpus (R: 64 A: 2 T: 2)"}}}
+    got = pro.parse_status(json.dumps(doc))["7.srv"]
+    assert got.blocked and got.reason.startswith("Can Never Run")
+
+
+def test_torque_pending_reason_from_the_state_letter():
+    got = torque.parse_status(read("torque/qstat_x_t_array.xml"))
+    assert got["747[9].torque"].reason == "held" and got["747[10].torque"].reason.startswith("waiting")
+    assert got["747[8].torque"].reason == "" and got["747[6].torque"].reason == ""

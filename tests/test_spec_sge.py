@@ -151,3 +151,13 @@ def test_config_and_slots_probes():
     assert spec.parse_slots(read("qstat_g_c.txt"), None, 1) == 2
     assert spec.parse_slots(read("qstat_g_c.txt"), "all.q", 2) == 1
     assert spec.parse_slots(read("qstat_g_c.txt"), "other.q", 1) is None
+
+
+def test_pending_reason_from_the_state_letters():
+    """Recorded qstat -xml (sge_status(5) letters): a held job's reason is "hold"; a queued or
+    running one has none."""
+    mixed = spec.parse_status(read("qstat_xml_mixed.xml"))
+    assert (mixed["19"].native, mixed["19"].reason) == ("hqw", "hold")
+    assert mixed["20.3"].reason == "" and mixed["15"].reason == ""
+    assert not mixed["19"].blocked
+    assert spec.parse_status(_qstat_xml("hRwq"))["9.2"].reason == "hold, restarted"

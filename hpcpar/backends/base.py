@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
 import sys
 from concurrent.futures import Future
+from pathlib import Path
 
 from .. import templates
 from .._futures import cancel_future
 from ..config import Options
-from ..resources import Resources
+from ..resources import THREAD_VARS, Resources
 
 
 @dataclasses.dataclass
@@ -55,6 +57,11 @@ class RunHandle:
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
+
+    def describe_unfinished(self) -> str:
+        """What the unfinished chunks are waiting for, e.g. ``"PENDING (BeginTime): 2"``, as
+        the backend last saw it; ``""`` when it knows nothing more than the futures."""
+        return ""
 
 
 class Backend(abc.ABC):
@@ -123,6 +130,7 @@ class Backend(abc.ABC):
             "array_index_var": self.array_index_var,
             "array_index_base": self.array_index_base,
             "workdir": workdir,
+            "thread_vars": THREAD_VARS,
             "signal_s": None,
             "array_directives": [],
             "options": self.options,
@@ -172,20 +180,32 @@ class Backend(abc.ABC):
 
 
 def count_lines(path: str) -> int:
-    """Lines of an array file (one array task each); a clear error for a missing or empty file.
+    """Lines of an array file (one array task each); see :func:`array_file_lines`."""
+    return len(array_file_lines(path))
+
+
+def array_file_lines(path: str | os.PathLike) -> list[str]:
+    """The commands of an array file, one a line (one array task each).
 
     Raises
     ------
     ConfigError
-        The file cannot be read, or has no lines.
+        Naming ``--array-file``: the file cannot be read, has no lines, or has blank lines
+        (each would be an array task that runs nothing and "succeeds"; their line numbers are
+        given).
     """
     from ..errors import ConfigError
 
     try:
-        with open(path, "rb") as fh:
-            n = sum(1 for _ in fh)
+        text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
     except OSError as exc:
-        raise ConfigError(f"cannot read the array file {path}: {exc.strerror}") from exc
-    if n == 0:
-        raise ConfigError(f"the array file {path} is empty: it needs one command per line")
-    return n
+        raise ConfigError(f"--array-file {path}: cannot read it ({exc.strerror})") from exc
+    lines = text.splitlines()
+    if not lines:
+        raise ConfigError(f"--array-file {path} is empty: it needs one command per line")
+    blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (" ..." if len(blank) > 10 else "")
+        raise ConfigError(f"--array-file {path} has {len(blank)} blank line(s) (line {shown}); "
+                          "each line is one array task: remove them")
+    return lines

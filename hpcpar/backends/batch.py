@@ -22,9 +22,9 @@ from pathlib import Path
 
 from .. import _signals, _subprocess, runstate, templates
 from .._futures import ChunkFuture
-from ..config import default_runs_dir
+from ..config import default_runs_dir, usable_runs_root
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
-from ..resources import format_hms
+from ..resources import format_bytes, format_hms
 from ..rundir import atomic_write, driver_python_path
 from ..runstate import ChunkState, Run, RunPhase
 from ..watcher import Watcher
@@ -135,20 +135,48 @@ class BatchBackend(Backend):
     def validate(self) -> None:
         """Refuse, before anything is written or submitted, what the queue cannot run.
 
+        One queue probe (SLURM: one ``sinfo`` call, read once per executor) gives the queue's
+        walltime limit, nodes, and the CPUs and memory of its largest node; a number the
+        scheduler does not report is not checked.
+
         Raises
         ------
         SchedulerNotFoundError
             A scheduler command is missing.
         ConfigError
-            The walltime exceeds the queue's limit.
+            Naming the field: ``walltime`` over the queue's limit; ``cpus_per_task`` or ``mem``
+            over the queue's largest node; ``nodes`` > 1 (each array task runs one worker
+            process, which cannot use a second node); ``workdir`` not an existing folder; the
+            runs folder (``runs_dir=`` / ``$HPCPAR_RUNS_DIR``) not a writable folder.
         """
         self.check()
-        info = self.queue_info()
-        wt = self.resources.walltime
+        res, info = self.resources, self.queue_info()
+        where = f"{self.name} queue {info.name!r}" if info else f"the {self.name} queue"
+        if res.nodes > 1:
+            also = (f" (and {where} has {info.nodes} node{'s' * (info.nodes != 1)})"
+                    if info and info.nodes is not None and res.nodes > info.nodes else "")
+            raise ConfigError(
+                f"nodes={res.nodes}{also}: each array task runs one hpcpar worker process, which "
+                "cannot use a second node; use nodes=1 (the default) and more array tasks, or "
+                "`hpcpar script` for a job script of your own multi-node command")
+        wt = res.walltime
         if info and info.max_walltime_s and wt and wt > info.max_walltime_s:
             raise ConfigError(
                 f"walltime={format_hms(wt)} exceeds the time limit {format_hms(info.max_walltime_s)} "
-                f"of {self.name} queue {info.name!r}; ask for less, or choose another queue")
+                f"of {where}; ask for less, or choose another queue")
+        if info and info.cpus_per_node and res.cpus_per_task > info.cpus_per_node:
+            raise ConfigError(
+                f"cpus_per_task={res.cpus_per_task} exceeds the {info.cpus_per_node} CPUs of the "
+                f"largest node of {where}; ask for fewer, or choose another queue")
+        if info and info.mem_per_node and res.mem and res.mem > info.mem_per_node:
+            raise ConfigError(
+                f"mem={format_bytes(res.mem)} exceeds the {format_bytes(info.mem_per_node)} of the "
+                f"largest node of {where}; ask for less, or choose another queue")
+        workdir = self.options.workdir
+        if workdir and not Path(workdir).expanduser().is_dir():
+            raise ConfigError(f"workdir={workdir!r} is not an existing folder (the job would fail "
+                              "on `cd`); create it, or give another")
+        usable_runs_root(self.options.runs_dir)
 
     def slots(self) -> int:
         """Array tasks that fit at once: the queue's CPUs / cpus_per_task (8 if unknown),
@@ -421,3 +449,23 @@ class _BatchHandle(RunHandle):
     def cancel(self) -> None:
         if not self.done():
             self.backend.cancel_run(self.run)
+
+    def describe_unfinished(self) -> str:
+        with self.run.lock:
+            statuses = [c.status for c in self.run.unfinished.values()]
+        return describe_statuses(statuses)
+
+
+def describe_statuses(statuses) -> str:
+    """Array tasks counted by state and pending reason: ``"PENDING (BeginTime): 2, RUNNING: 1"``.
+
+    ``statuses`` are :class:`~hpcpar.backends.spec.TaskStatus` (None: not polled yet, shown as
+    PENDING).
+    """
+    counts: dict[str, int] = {}
+    for st in statuses:
+        name = "PENDING" if st is None else (st.native or st.state.name)
+        reason = getattr(st, "reason", "")
+        key = f"{name} ({reason})" if reason else name
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))

@@ -56,7 +56,7 @@ class LsfSpec(SchedulerSpec):
     supports_qos = False
     #: ``mem_unit``: the site's ``LSF_UNIT_FOR_LIMITS`` (default MB)
     option_names = ("mem_unit",)
-    BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason"
+    BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason pend_reason"
 
     # bjobs description -> JOB STATUS; "LSF terms and concepts / Job states".
     STATES: ClassVar[Mapping[str, JobState]] = {
@@ -177,15 +177,19 @@ class LsfSpec(SchedulerSpec):
 
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        """One ``bjobs -json -a -o "jobid jobindex stat exit_code exit_reason" IDS``: ``-a``
-        keeps finished jobs (for CLEAN_PERIOD), ``exit_reason`` tells TIMEOUT/OOM/CANCELLED apart."""
+        """One ``bjobs -json -a -o "jobid jobindex stat exit_code exit_reason pend_reason" IDS``:
+        ``-a`` keeps finished jobs (for CLEAN_PERIOD), ``exit_reason`` tells TIMEOUT/OOM/CANCELLED
+        apart, ``pend_reason`` says why a job pends (bjobs -o, LSF 10.1 Command Reference)."""
         return ["bjobs", "-json", "-a", "-o", self.BJOBS_FIELDS, *job_ids]
 
     def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
         """``JOB[INDEX]`` (``JOB`` when JOBINDEX is 0: not an array) -> TaskStatus.
 
         Records with ``ERROR`` (``Job <9999> is not found``) are skipped: the job is gone.
-        EXIT is refined by the EXIT_REASON keyword (:attr:`TERM_REASONS`).
+        EXIT is refined by the EXIT_REASON keyword (:attr:`TERM_REASONS`). A pending job's
+        reason is PEND_REASON without its trailing ``;``; none is treated as blocking (LSF's
+        pending reasons are documented as conditions the scheduler re-evaluates, and a bad
+        queue or project is refused by bsub itself).
         """
         if not stdout.strip():
             return {}
@@ -209,7 +213,10 @@ class LsfSpec(SchedulerSpec):
                         refined = S.FAILED
                     state = refined
                 native = f"EXIT {keyword}"
-            out[key] = TaskStatus(state, native, code)
+            why = ""
+            if state is S.PENDING:       # "New job is waiting for scheduling;" (bjobs -p style)
+                why = str(rec.get("PEND_REASON", "")).strip().rstrip(";").strip()
+            out[key] = TaskStatus(state, native, code, why)
         return out
 
     def status_failed_means_gone(self, stderr: str) -> bool:

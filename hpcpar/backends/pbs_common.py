@@ -59,6 +59,24 @@ class PbsCommonSpec(SchedulerSpec):
         """``dialect``: which of ``pbs.sh.j2``'s two resource syntaxes to render."""
         return {"dialect": self.dialect}
 
+    #: pending reasons from the state letter when the server gives no ``comment``: qstat(1B)
+    #: "Job Status in Default Format" and Torque qstat(1) (H held, W waiting for its
+    #: execution time set with ``qsub -a``, T being moved)
+    REASON_LETTERS: ClassVar[Mapping[str, str]] = {"H": "held", "W": "waiting for its start time (-a)",
+                                         "T": "being moved"}
+
+    def pending_reason(self, state: JobState, native: str, comment: str) -> tuple[str, bool]:
+        """A pending task's reason and whether it is blocking: the job's ``comment`` attribute
+        as the scheduler set it (``Not Running: Insufficient amount of resource: ncpus ...``;
+        pbs_job_attributes(7B) ``comment``), else the state letter's (:attr:`REASON_LETTERS`).
+        A comment starting ``Can Never Run`` is blocking: PBS Professional's scheduler writes
+        it when no node of the complex could ever satisfy the job (Administrator's Guide,
+        "Job Comments", §4.9.24 in 2021.1)."""
+        if state is not JobState.PENDING:
+            return "", False
+        reason = comment.strip() or self.REASON_LETTERS.get(native, "")
+        return reason, reason.startswith("Can Never Run")
+
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         """``qdel`` takes subjob ids such as ``1235[3].server`` (qdel(1B), Torque qdel(1))."""
         return ["qdel", *ids]

@@ -20,6 +20,9 @@ from .spec import Submission, TaskStatus, compress_ranges
 S = JobState
 
 
+_NOT_RUN = ("Not Running", "Can Never Run")
+
+
 class PbsProSpec(PbsCommonSpec):
     """PBS Professional / OpenPBS."""
 
@@ -117,15 +120,23 @@ class PbsProSpec(PbsCommonSpec):
 
     def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
         """Job or subjob id -> TaskStatus from ``qstat -f -F json``; array parents are skipped
-        (their subjobs are listed with ``-t``)."""
+        (their subjobs are listed with ``-t``). A pending job's reason is its ``comment``
+        (pbs_job_attributes(7B)), or its array parent's when the scheduler wrote one there
+        (``Not Running: ...`` / ``Can Never Run: ...``); see
+        :meth:`~hpcpar.backends.pbs_common.PbsCommonSpec.pending_reason`."""
         if not stdout.strip():
             return {}
         jobs = json.loads(stdout).get("Jobs") or {}
+        # the scheduler comments on an array's parent, not on subjobs it has not started:
+        # a pending subjob without a comment of its own shows its parent's "Not Running: ..."
+        why_parent = {job_id: str(attrs.get("comment", "")) for job_id, attrs in jobs.items()
+                      if "[]" in job_id and str(attrs.get("comment", "")).startswith(_NOT_RUN)}
         out: dict[str, TaskStatus] = {}
         for job_id, attrs in jobs.items():
             if "[]" in job_id:                        # the array parent
                 continue
-            out[job_id] = self.classify(attrs)
+            parent = why_parent.get(str(attrs.get("array_id", "")))
+            out[job_id] = self.classify({**attrs, "comment": attrs.get("comment") or parent or ""})
         return out
 
     def classify(self, attrs: Mapping) -> TaskStatus:
@@ -141,7 +152,8 @@ class PbsProSpec(PbsCommonSpec):
         raw = attrs.get("Exit_status")
         code = int(str(raw)) if raw is not None and re.fullmatch(r"-?\d+", str(raw).strip()) else None
         if native not in ("F", "X"):
-            return TaskStatus(state, native, code)
+            reason, blocked = self.pending_reason(state, native, str(attrs.get("comment", "")))
+            return TaskStatus(state, native, code, reason, blocked)
         label = f"{native} Exit_status={raw}"
         done = self.finished_without_signal(code, label, "Exit_status")
         if done is not None:

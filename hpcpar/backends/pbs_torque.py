@@ -8,6 +8,7 @@ states" (``qstat`` S column). Notes: ``tests/data/torque/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -71,7 +72,9 @@ class TorqueSpec(PbsCommonSpec):
 
     def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
         """``<Data><Job><Job_Id>747[3].server</Job_Id><job_state>C</job_state>
-        <exit_status>0</exit_status>...`` -> TaskStatus per subjob (array summaries skipped)."""
+        <exit_status>0</exit_status>...`` -> TaskStatus per subjob (array summaries skipped);
+        a pending one's reason is its ``<comment>`` (set by the scheduler, e.g. Maui/Moab),
+        else its state letter's (``H`` held, ``W`` waiting for its start time)."""
         out: dict[str, TaskStatus] = {}
         if not stdout.strip():
             return out
@@ -81,7 +84,9 @@ class TorqueSpec(PbsCommonSpec):
                 continue
             native = (job.findtext("job_state") or "").strip()
             raw = (job.findtext("exit_status") or "").strip()
-            out[job_id] = self.classify(native, raw)
+            status = self.classify(native, raw)
+            reason, blocked = self.pending_reason(status.state, native, job.findtext("comment") or "")
+            out[job_id] = dataclasses.replace(status, reason=reason, blocked=blocked)
         return out
 
     def classify(self, native: str, raw_exit: str) -> TaskStatus:

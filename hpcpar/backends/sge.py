@@ -130,6 +130,15 @@ class SgeSpec(SchedulerSpec):
         "z": S.COMPLETED,
     }
 
+    # Pending reasons from the state letters (sge_status(5), "Job state"; qstat(1) OUTPUT
+    # FORMATS): qstat -xml carries no reason text, and the scheduler's own messages (qstat -j's
+    # "scheduling info") need schedd_job_info=true (sched_conf(5), off by default) and one
+    # command per job, so they are not read.
+    REASON_LETTERS: Mapping[str, str] = {
+        "h": "hold",            # qhold, qsub -h, or -hold_jid waiting for another job
+        "R": "restarted",       # rescheduled (qmod -rj, or the execd went away)
+    }
+
     # sge_status(5), table '"Failed" states' (qacct's `failed` field, accounting(5) field 12).
     # 0, 37 and 100 are refined with exit_status and the job's category (see classify()).
     FAILED_CODES: Mapping[int, JobState] = {
@@ -220,7 +229,8 @@ class SgeSpec(SchedulerSpec):
         """``JOB.TASK`` (or ``JOB`` for a non-array job) -> state, from ``qstat -xml``.
 
         Running tasks are listed one per ``<job_list>`` under ``<queue_info>``; pending ones
-        are grouped, ``<tasks>`` holding ``3,4`` or ``1-5:2`` (expanded here).
+        are grouped, ``<tasks>`` holding ``3,4`` or ``1-5:2`` (expanded here). A pending task's
+        reason comes from its state letters (:attr:`REASON_LETTERS`): ``hqw`` -> ``hold``.
         """
         out: dict[str, TaskStatus] = {}
         if not stdout.strip():
@@ -231,7 +241,10 @@ class SgeSpec(SchedulerSpec):
             native = (job.findtext("state") or "").strip()
             if not number:
                 continue
-            status = TaskStatus(self.map_state(native), native)
+            state = self.map_state(native)
+            reason = (", ".join(r for letter, r in self.REASON_LETTERS.items() if letter in native)
+                      if state is S.PENDING else "")
+            status = TaskStatus(state, native, reason=reason)
             tasks = job.findtext("tasks")
             if tasks and tasks.strip():
                 for t in _expand_tasks(tasks):

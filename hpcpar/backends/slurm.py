@@ -58,7 +58,22 @@ class SlurmSpec(SchedulerSpec):
         "PREEMPTED": S.PREEMPTED, "PR": S.PREEMPTED,
     }
 
-    SQUEUE_FORMAT = "%i|%T"
+    # squeue(1) JOB REASON CODES: reasons a pending job cannot leave without someone changing
+    # the job or the configuration. PartitionConfig (slurm.h WAIT_PART_CONFIG: the job asks
+    # for more than its partition's configuration allows) is not in the 22.05 man page but is
+    # in https://slurm.schedmd.com/job_reason_codes.html. ReqNodeNotAvail is not here: a node
+    # that is down or reserved comes back.
+    BLOCKING_REASONS = frozenset({
+        "BadConstraints",             # the job's constraints can not be satisfied
+        "DependencyNeverSatisfied",   # a dependency failed; it will never be satisfied
+        "InvalidAccount",             # the job's account is invalid
+        "InvalidQOS",                 # the job's QOS is invalid
+        "PartitionConfig",            # the request exceeds the partition's configuration
+        "PartitionNodeLimit",         # nodes required exceed the partition's current limits
+        "PartitionTimeLimit",         # the time limit exceeds the partition's current limit
+    })
+
+    SQUEUE_FORMAT = "%i|%T|%r"
     _ARRAY_ID = re.compile(r"^(\d+)_(\d+)$")
 
     def submissions(self, script, indices, max_running, max_array_size, extra_env=None):
@@ -107,19 +122,25 @@ class SlurmSpec(SchedulerSpec):
                 f"--jobs={','.join(job_ids)}", f"--format={self.SQUEUE_FORMAT}"]
 
     def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
-        """Parse ``squeue --array --format=%i|%T`` lines such as ``1234_7|RUNNING``.
+        """Parse ``squeue --array --format=%i|%T|%r`` lines such as ``1234_7|RUNNING|None`` or
+        ``1234_[8-15%2]|PENDING|BeginTime``.
 
-        Pending tasks not yet split off print as ``1234_[8-15%2]``; they are expanded.
+        ``%r`` is "the reason a job is in its current state" (squeue(1), JOB REASON CODES);
+        SLURM prints ``None`` when there is none, kept here as ``""``. Pending tasks not yet
+        split off print as ``1234_[8-15%2]``; they are expanded. Lines of the older two-field
+        format (``%i|%T``) parse too, with no reason.
         """
         out: dict[str, TaskStatus] = {}
         for line in stdout.splitlines():
             line = line.strip()
             if not line or "|" not in line:
                 continue
-            job, native = (x.strip() for x in line.split("|", 1))
+            job, native, reason = ([x.strip() for x in line.split("|", 2)] + [""])[:3]
+            reason = "" if reason == "None" else reason
             state = self.map_state(native)
+            blocked = state is S.PENDING and self.blocking_reason(reason)
             for tid in _expand_task_ids(job):
-                out[tid] = TaskStatus(state, native)
+                out[tid] = TaskStatus(state, native, reason=reason, blocked=blocked)
         return out
 
     def status_failed_means_gone(self, stderr: str) -> bool:
@@ -196,31 +217,67 @@ class SlurmSpec(SchedulerSpec):
                 "accounting": storage not in ("", "(null)", "accounting_storage/none")}
 
     def queue_argv(self, queue: str | None) -> list[str]:
-        argv = ["sinfo", "--noheader", "--format=%P|%C|%l"]
+        argv = ["sinfo", "--noheader", "--format=%P|%C|%l|%D|%c|%m"]
         return argv + [f"--partition={queue}"] if queue else argv
 
     def parse_queue(self, stdout: str, queue: str | None) -> QueueInfo | None:
-        """The (default) partition's CPUs and time limit from ``sinfo --format=%P|%C|%l``.
+        """The (default) partition from ``sinfo --format=%P|%C|%l|%D|%c|%m``: CPUs, time limit,
+        nodes, and the CPUs and memory of its largest node.
 
-        ``%C`` is ``allocated/idle/other/total``; ``%l`` is ``[D-]HH:MM:SS``, ``MM:SS`` or
-        ``infinite``; the default partition's name ends with ``*`` (sinfo(1)).
+        sinfo(1): ``%C`` is ``allocated/idle/other/total`` CPUs; ``%l`` is ``[D-]HH:MM:SS``,
+        ``MM:SS`` or ``infinite``; ``%D`` the number of nodes; ``%c`` CPUs per node and ``%m``
+        memory per node in megabytes (MiB), either with a ``+`` when the nodes of that line
+        differ (then the number is a minimum, and is not used as a limit). The default
+        partition's name ends with ``*``. A partition whose nodes differ prints one line per
+        node configuration; their nodes are added up and the largest node kept. Lines of the
+        older three-field format (``%P|%C|%l``) parse too.
         """
+        found: QueueInfo | None = None
         for line in stdout.splitlines():
             fields = line.strip().split("|")
-            if len(fields) != 3:
+            if len(fields) not in (3, 6):
                 continue
-            part, cpus, limit = fields
-            if (queue and part.rstrip("*") == queue) or (not queue and part.endswith("*")):
-                counts = cpus.split("/")
-                total = int(counts[3]) if len(counts) == 4 and counts[3].isdigit() else None
-                seconds = None
-                if limit not in ("infinite", "UNLIMITED", "n/a", ""):
-                    try:
-                        seconds = parse_walltime(limit)
-                    except ValueError:
-                        seconds = None
-                return QueueInfo(part.rstrip("*"), total, seconds)
-        return None
+            part, cpus, limit = fields[:3]
+            if not ((queue and part.rstrip("*") == queue) or (not queue and part.endswith("*"))):
+                continue
+            counts = cpus.split("/")
+            total = int(counts[3]) if len(counts) == 4 and counts[3].isdigit() else None
+            seconds = None
+            if limit not in ("infinite", "UNLIMITED", "n/a", ""):
+                try:
+                    seconds = parse_walltime(limit)
+                except ValueError:
+                    seconds = None
+            nodes = per_node = mem = None
+            if len(fields) == 6:
+                nodes = _int(fields[3])
+                per_node = _int(fields[4])
+                mem_mib = _int(fields[5])
+                mem = mem_mib * 2**20 if mem_mib else None
+            info = QueueInfo(part.rstrip("*"), total, seconds, nodes, per_node, mem)
+            found = info if found is None else _merge_queue(found, info)
+        return found
+
+
+def _int(text: str) -> int | None:
+    """A plain count; None for ``N+`` (a minimum over differing nodes), ``n/a`` and the like."""
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _merge_queue(a: QueueInfo, b: QueueInfo) -> QueueInfo:
+    """Two sinfo lines of one partition (nodes of different configurations): add up CPUs and
+    nodes, keep the largest node; a number unknown in either is unknown."""
+
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None or y is None else x + y
+
+    def most(x: int | None, y: int | None) -> int | None:
+        return None if x is None or y is None else max(x, y)
+
+    return QueueInfo(a.name, add(a.total_cpus, b.total_cpus), a.max_walltime_s,
+                     add(a.nodes, b.nodes), most(a.cpus_per_node, b.cpus_per_node),
+                     most(a.mem_per_node, b.mem_per_node))
 
 
 def _expand_task_ids(job: str) -> list[str]:

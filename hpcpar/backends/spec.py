@@ -26,21 +26,54 @@ log = logging.getLogger("hpcpar")
 
 @dataclasses.dataclass(frozen=True)
 class TaskStatus:
-    """One array task as the scheduler reports it."""
+    """One array task as the scheduler reports it.
+
+    Attributes
+    ----------
+    state : JobState
+    native : str
+        The scheduler's own state name.
+    exit_code : int or None
+    reason : str
+        Why the task is in its state, as the scheduler words it (a pending reason such as
+        SLURM's ``BeginTime`` or ``Priority``); ``""`` when it gives none.
+    blocked : bool
+        The reason cannot resolve by itself (the spec's
+        :meth:`SchedulerSpec.blocking_reason`, e.g. SLURM's ``PartitionConfig``).
+    """
 
     state: JobState
     native: str = ""
     exit_code: int | None = None
+    reason: str = ""
+    blocked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class QueueInfo:
-    """What the scheduler says about a queue: its name, CPUs in all (None if unknown) and its
-    walltime limit in seconds (None if unlimited or unknown)."""
+    """What the scheduler says about a queue; every number None when unknown.
+
+    Attributes
+    ----------
+    name : str
+    total_cpus : int or None
+        CPUs in all.
+    max_walltime_s : int or None
+        The walltime limit, seconds (None also when unlimited).
+    nodes : int or None
+        Nodes in the queue.
+    cpus_per_node : int or None
+        CPUs of its largest node.
+    mem_per_node : int or None
+        Memory of its largest node, bytes.
+    """
 
     name: str
     total_cpus: int | None = None
     max_walltime_s: int | None = None
+    nodes: int | None = None
+    cpus_per_node: int | None = None
+    mem_per_node: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +198,14 @@ class SchedulerSpec:
     option_names: ClassVar[tuple[str, ...]] = ()
     #: native state -> JobState, with the documentation it comes from in the subclass
     STATES: ClassVar[Mapping[str, JobState]] = {}
+    #: pending reasons that cannot resolve by themselves (a task pending for one of them
+    #: after the ``blocked_grace_s`` option fails, and its job is cancelled), with sources
+    BLOCKING_REASONS: ClassVar[frozenset[str]] = frozenset()
+
+    def blocking_reason(self, reason: str) -> bool:
+        """True if a task pending for ``reason`` never starts unless someone changes something
+        (default: ``reason`` is one of :attr:`BLOCKING_REASONS`, compared as words)."""
+        return bool(reason) and reason.split(",")[0].split()[0].strip("()") in self.BLOCKING_REASONS
 
     def map_state(self, native: str) -> JobState:
         """The JobState for a native state; UNKNOWN (with a warning) for one not in the table."""

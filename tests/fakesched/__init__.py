@@ -24,7 +24,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hpcpar.backends.spec import SchedulerSpec, Submission, TaskStatus, compress_ranges, range_text
+from hpcpar.backends.spec import (
+    QueueInfo,
+    SchedulerSpec,
+    Submission,
+    TaskStatus,
+    compress_ranges,
+    range_text,
+)
 from hpcpar.states import JobState
 
 S = JobState
@@ -54,6 +61,8 @@ class FakeSpec(SchedulerSpec):
         "OUT_OF_MEMORY": S.OUT_OF_MEMORY,  # an oom fault
         "NODE_FAIL": S.NODE_FAIL,          # a lose fault
     }
+    #: pending reasons of a hold (``hold()``) that cannot resolve by themselves, SLURM's names
+    BLOCKING_REASONS = frozenset({"PartitionConfig", "InvalidAccount"})
 
     def __init__(self, root: str | Path, max_array_size: int | None = None):
         self.root = Path(root)
@@ -69,6 +78,18 @@ class FakeSpec(SchedulerSpec):
         faults = json.loads(path.read_text()) if path.exists() else []
         faults.append({"kind": kind, "chunk": chunk, "times": times, "after_s": after_s})
         path.write_text(json.dumps(faults))
+
+    def hold(self, reason: str) -> None:
+        """Keep every pending task pending, reporting ``reason`` (e.g. ``"BeginTime"``)."""
+        (self.root / "hold.json").write_text(json.dumps({"reason": reason}))
+
+    def release(self) -> None:
+        (self.root / "hold.json").unlink(missing_ok=True)
+
+    def set_queue(self, nodes: int = 1, cpus_per_node: int = 8, mem_mb: int = 4096) -> None:
+        """What the queue probe reports (server.py's ``queue`` command)."""
+        (self.root / "queue.json").write_text(json.dumps(
+            {"nodes": nodes, "cpus_per_node": cpus_per_node, "mem_mb": mem_mb}))
 
     def _cmd(self, command: str, *args: str) -> list[str]:
         return [sys.executable, SERVER, command, str(self.root), *args]
@@ -114,11 +135,13 @@ class FakeSpec(SchedulerSpec):
         return self._cmd("status", *job_ids)
 
     def parse_status(self, stdout: str) -> dict[str, TaskStatus]:
-        """``TASK|STATE|EXIT`` lines."""
+        """``TASK|STATE|EXIT|REASON`` lines (REASON: the hold's, for a pending task)."""
         out = {}
         for line in stdout.splitlines():
-            task, native, code = line.split("|")
-            out[task] = TaskStatus(self.map_state(native), native, int(code) if code else None)
+            task, native, code, reason = (line.split("|") + [""])[:4]
+            state = self.map_state(native)
+            out[task] = TaskStatus(state, native, int(code) if code else None, reason,
+                                   state is S.PENDING and self.blocking_reason(reason))
         return out
 
     def status_failed_means_gone(self, stderr: str) -> bool:
@@ -129,6 +152,15 @@ class FakeSpec(SchedulerSpec):
 
     def config_argv(self) -> list[str]:
         return self._cmd("config")
+
+    def queue_argv(self, queue: str | None) -> list[str]:
+        return self._cmd("queue")
+
+    def parse_queue(self, stdout: str, queue: str | None) -> QueueInfo | None:
+        """``NAME|NODES|CPUS_PER_NODE|MEM_MB`` (server.py ``queue``)."""
+        name, nodes, cpus, mem_mb = stdout.strip().split("|")
+        return QueueInfo(name, int(nodes) * int(cpus), None, int(nodes), int(cpus),
+                         int(mem_mb) * 2**20)
 
     def parse_config(self, stdout: str) -> dict:
         m = re.search(r"MaxArraySize=(\d+)", stdout)

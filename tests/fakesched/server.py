@@ -2,9 +2,10 @@
 
     python server.py submit STATE [--array=0-9%2] [--export=K=V,...] [--time=S] [--signal=S]
                                   [--output=PAT] [--error=PAT] [--job-name=N] SCRIPT
-    python server.py status STATE JOB...       one line per task: TASK|STATE|EXIT
+    python server.py status STATE JOB...       one line per task: TASK|STATE|EXIT|REASON
     python server.py cancel STATE ID...        a job id (every task) or a task id JOB_INDEX
     python server.py config STATE              MaxArraySize=N
+    python server.py queue STATE               NAME|NODES|CPUS_PER_NODE|MEM_MB_PER_NODE
     python server.py run STATE JOB             (started by submit: runs one job's tasks)
 
 Like sbatch, ``submit`` reads ``#FAKE --option=value`` lines at the top of the script, and
@@ -23,6 +24,11 @@ indices, as SLURM does. Faults (``STATE/faults.json``, a list of
 ``timeout``  SIGTERM after ``after_s``: TIMEOUT
 ``oom``      SIGKILL after ``after_s``: OUT_OF_MEMORY, exit code 137
 ``warn``     SIGUSR2 after ``after_s`` (the walltime warning), SIGTERM 1 s later: TIMEOUT
+
+A hold (``STATE/hold.json``, ``{"reason": R}``) keeps every pending task pending, and
+``status`` reports ``R`` as their pending reason, as squeue's ``%r`` does. The queue
+(``STATE/queue.json``: ``nodes``, ``cpus_per_node``, ``mem_mb``) is 1 node of 8 CPUs and
+4096 MB unless set.
 """
 
 from __future__ import annotations
@@ -130,8 +136,17 @@ def submit(root: Path, args: list[str]) -> int:
     return 0
 
 
+def held(root: Path) -> str:
+    """The reason of the hold on the fake scheduler, or "" (no hold)."""
+    return read_json(root / "hold.json", {}).get("reason", "")
+
+
+QUEUE = {"nodes": 1, "cpus_per_node": 8, "mem_mb": 4096}
+
+
 def status(root: Path, jobs: list[str]) -> int:
     known = 0
+    reason = held(root)
     for job in jobs:
         meta = read_json(root / "jobs" / f"{job}.json", None)
         if meta is None:
@@ -140,7 +155,9 @@ def status(root: Path, jobs: list[str]) -> int:
         for i in meta["indices"]:
             t = read_json(task_path(root, f"{job}_{i}"), {})
             code = t.get("exit")
-            print(f"{job}_{i}|{t.get('state', 'PENDING')}|{'' if code is None else code}")
+            state = t.get("state", "PENDING")
+            why = reason if state == "PENDING" else ""
+            print(f"{job}_{i}|{state}|{'' if code is None else code}|{why}")
     if jobs and not known:
         print(f"fake status: error: Invalid job id specified: {','.join(jobs)}", file=sys.stderr)
         return 1
@@ -183,6 +200,18 @@ def _kill(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def _worker_started(err_path: str | None) -> bool:
+    """True once the task's stderr log has the worker's start line (printed after it installed
+    its SIGUSR2/SIGTERM handlers); True at once when the task has no log to read."""
+    if err_path is None:
+        return True
+    try:
+        with open(err_path, "rb") as fh:
+            return b"hpcpar.worker: run " in fh.read()
+    except OSError:
+        return False
+
+
 def run(root: Path, job: str) -> int:
     """Run every task of ``job``, at most ``max_running`` at once; watch limits and faults."""
     meta = read_json(root / "jobs" / f"{job}.json", {})
@@ -198,7 +227,10 @@ def run(root: Path, job: str) -> int:
         return open(pattern.replace("%j", job).replace("%a", str(i)), "ab")
 
     while pending or running:
-        while pending and (meta["max_running"] is None or len(running) < meta["max_running"]):
+        if held(root):                                            # drop tasks cancelled meanwhile
+            pending = [i for i in pending
+                       if read_json(task_path(root, f"{job}_{i}"), {}).get("state") == "PENDING"]
+        while pending and not held(root) and (meta["max_running"] is None or len(running) < meta["max_running"]):
             i = pending.pop(0)
             task = f"{job}_{i}"
             with locked(root):                                    # PENDING -> RUNNING, atomically
@@ -219,8 +251,10 @@ def run(root: Path, job: str) -> int:
                 if fh is not subprocess.DEVNULL:
                     fh.close()
             set_task(root, task, pid=proc.pid)
+            err_pattern = meta.get("error")
             running[i] = {"proc": proc, "t0": time.monotonic(), "fault": take_fault(root, i + offset),
-                          "warned": False, "verdict": None, "term_at": None}
+                          "warned": False, "verdict": None, "term_at": None, "ready_at": None,
+                          "err": err_pattern.replace("%j", job).replace("%a", str(i)) if err_pattern else None}
         time.sleep(0.05)
         for i, r in list(running.items()):
             task, proc = f"{job}_{i}", r["proc"]
@@ -242,11 +276,18 @@ def run(root: Path, job: str) -> int:
                     stop("OUT_OF_MEMORY", signal.SIGKILL)
                 elif kind == "timeout":
                     stop("TIMEOUT")
-                elif kind == "warn" and not r["warned"]:
-                    r["warned"] = True
-                    _kill(proc.pid, signal.SIGUSR2)
-                elif kind == "warn" and age >= fault.get("after_s", 0) + WARN_GRACE_S:
-                    stop("TIMEOUT")
+                elif kind == "warn":
+                    # The warn fault's clock starts when the worker says it runs (its handlers
+                    # are installed by then): a loaded machine's slow interpreter start-up must
+                    # not turn the warning into a kill by SIGUSR2's default action.
+                    if r["ready_at"] is None and _worker_started(r["err"]):
+                        r["ready_at"] = time.monotonic()
+                    ready = None if r["ready_at"] is None else time.monotonic() - r["ready_at"]
+                    if ready is not None and not r["warned"] and ready >= fault.get("after_s", 0):
+                        r["warned"] = True
+                        _kill(proc.pid, signal.SIGUSR2)
+                    elif r["warned"] and ready is not None and ready >= fault.get("after_s", 0) + WARN_GRACE_S:
+                        stop("TIMEOUT")
             if walltime is not None:
                 if warn_before and not r["warned"] and age >= walltime - warn_before:
                     r["warned"] = True
@@ -276,6 +317,10 @@ def main(argv: list[str]) -> int:
         return cancel(root_path, rest)
     if command == "config":
         print(f"MaxArraySize={read_json(root_path / 'config.json', {}).get('max_array_size', 1001)}")
+        return 0
+    if command == "queue":
+        q = {**QUEUE, **read_json(root_path / "queue.json", {})}
+        print(f"fake|{q['nodes']}|{q['cpus_per_node']}|{q['mem_mb']}")
         return 0
     if command == "run":
         return run(root_path, rest[0])
