@@ -4,8 +4,9 @@
 The corpus is every ``*.py`` file of the Python standard library this interpreter runs on
 (``sysconfig.get_paths()["stdlib"]``, about 170 files and 4.7 MB on CPython 3.11), or the text
 files under a folder you name. Each task receives one file's text (name and contents, so the
-compute nodes need not see the driver's files) and returns a ``collections.Counter`` of its
-words; counters are added (``operator.add``) inside each chunk, then across chunks. The
+compute nodes need not see the driver's files) and returns its list of words; each chunk
+folds them into its own fresh ``collections.Counter`` (``Counter.update``), and the chunks'
+counters are merged the same way: ``map_reduce``'s accumulator, as Spark's ``aggregate``. The
 script checks the total against a sequential ``Counter`` over the same files and prints the
 most common words.
 
@@ -19,7 +20,6 @@ A "word" is a run of ASCII letters, lower-cased (``re.findall(r"[a-z]+", text.lo
 from __future__ import annotations
 
 import argparse
-import operator
 import re
 import sys
 import sysconfig
@@ -55,9 +55,15 @@ def read_corpus(folder: str | Path | None = None, pattern: str = "*.py",
             for p in paths]
 
 
-def count_words(document: tuple[str, str]) -> Counter:
-    """The mapper: a Counter of one ``(name, text)`` document's words."""
-    return Counter(WORD.findall(document[1].lower()))
+def words(document: tuple[str, str]) -> list[str]:
+    """The mapper: the words of one ``(name, text)`` document."""
+    return WORD.findall(document[1].lower())
+
+
+def add_words(counts: Counter, words: list[str] | Counter) -> Counter:
+    """The reducer: count ``words`` (a list, or another chunk's Counter) into ``counts``."""
+    counts.update(words)
+    return counts
 
 
 def main(argv=None) -> int:
@@ -83,17 +89,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     expected = Counter()
     for doc in docs:
-        expected.update(count_words(doc))
+        expected.update(words(doc))
     sequential_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     with hpcpar.Executor(a.backend, job_name="word-count", mem="1GB", walltime="00:10:00") as ex:
         backend = ex.backend_name
-        # One task per file; hpcpar groups the files into a few chunks (array tasks) and adds
-        # the counters inside each chunk, so each chunk sends back one Counter. An empty
-        # Counter as initializer and + as reducer give the same total whether the initializer
-        # is added once (today) or copied into every chunk (Spark's aggregate).
-        counts = ex.map_reduce(count_words, docs, operator.add, Counter())
+        # One task per file; hpcpar groups the files into a few chunks (array tasks), each
+        # chunk counts its files' words into its own fresh copy of the empty Counter and sends
+        # back that one Counter, and the driver merges them with the same add_words.
+        counts = ex.map_reduce(words, docs, add_words, Counter())
     wall = time.perf_counter() - t0
 
     print(f"hpcpar {backend}: {sum(counts.values())} words, {len(counts)} distinct, "

@@ -1,10 +1,11 @@
-"""Large task arguments stored once per call, keyed by content, loaded once per worker process.
+"""Large task arguments stored once per call, loaded once per worker process.
 
-Used by :mod:`hpcpar.joblib`. A scikit-learn search passes the same ``X`` and ``y`` to every
+Used by :mod:`hpcpar.joblib` (keyed by content) and by the :class:`~hpcpar.Executor`'s ``map``
+and ``map_reduce`` (keyed by identity, see :func:`reduce_hook`). A scikit-learn search passes the same ``X`` and ``y`` to every
 fit; pickled into every task, they would be copied into every chunk (array task) of the run.
 Instead the driver writes each large argument once to a private folder and the tasks carry a
 small reference; a worker process loads the file the first time it meets the reference and
-reuses it for every later task::
+reuses it for every later task (the executor pickles through :func:`reduce_hook`)::
 
     driver                                          worker process
     X (>= min_bytes) ── joblib.hash ──► STORE/<md5>.npy ◄── numpy.load(mmap_mode="r"), cached by key
@@ -14,9 +15,15 @@ reuses it for every later task::
   place between two calls is stored again. The hash of an object is memoised by ``id`` (with a
   weak reference, so a recycled ``id`` is never mistaken) for one store only, that is, one
   joblib call, during which joblib itself assumes arguments are not modified.
+* **Keyed by identity** for the executor (``by_content=False``): the pickler meets every
+  object of a map's function and items, and one whose data reach ``min_bytes`` is written the
+  first time it is met and referenced after that, with no hashing. The same array in every
+  item, in a ``functools.partial`` or in a closure is thus stored once per run.
 * **How it reaches workers**: a file in a private (0700) folder beside the run folders
   (``runs_dir``), which batch backends require to be shared with the compute nodes. Nothing is
-  sent through the scheduler or the driver; each array task reads what it needs.
+  sent through the scheduler or the driver; each array task reads what it needs. A batch run
+  moves the executor's folder into its run folder (``RUN_DIR/args``, see :func:`adopt`), so it
+  lives and is cleaned with the run; the worker then finds the files there (:func:`use_run_dir`).
 * **Read-only, like joblib's own memory mapping**: numpy arrays are ``.npy`` files that workers
   memory-map with ``mmap_mode="r"`` (joblib's default), so the processes of a node share one
   copy in the page cache and a task cannot change what the next task sees. With another
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +51,25 @@ CACHE_MAX = 8
 _CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
 #: file loads per key in this process (a test reads it to show each process loads once)
 LOADS: collections.Counter[str] = collections.Counter()
+_run_dir: str | None = None
+#: Sub-folder of a run folder holding its stored arguments.
+ARGS_DIRNAME = "args"
+
+
+def use_run_dir(run_dir: str | os.PathLike | None) -> None:
+    """Tell this (worker) process which run folder it serves: a stored file that is no longer
+    at its recorded path is then looked for in ``RUN_DIR/args`` (see :func:`adopt`). Called by
+    ``hpcpar.worker`` before it unpickles a chunk."""
+    global _run_dir
+    _run_dir = None if run_dir is None else os.fspath(run_dir)
+
+
+def _resolve(path: str) -> str:
+    if _run_dir is not None and not os.path.exists(path):
+        moved = os.path.join(_run_dir, ARGS_DIRNAME, os.path.basename(path))
+        if os.path.exists(moved):
+            return moved
+    return path
 
 
 def load(key: str, path: str, kind: str, mmap_mode: str | None) -> Any:
@@ -51,6 +78,7 @@ def load(key: str, path: str, kind: str, mmap_mode: str | None) -> Any:
     if shared and key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
+    path = _resolve(path)
     if kind == "npy":
         import numpy as np
 
@@ -114,6 +142,11 @@ class ArgStore:
         Arguments holding at least this many bytes are stored; ``None`` stores nothing.
     mmap_mode : str or None
         How workers open stored numpy arrays (``"r"``: shared read-only memory map).
+    by_content : bool
+        Key objects by :func:`joblib.hash` of their content (equal arrays stored once, default),
+        or by identity (each distinct object once, no hashing: the executor's choice).
+    prefix : str
+        Start of the store folder's name.
 
     Attributes
     ----------
@@ -121,10 +154,13 @@ class ArgStore:
         Content key and bytes of every object written (each distinct content once).
     """
 
-    def __init__(self, root: str | os.PathLike, min_bytes: int | None, mmap_mode: str | None = "r"):
+    def __init__(self, root: str | os.PathLike, min_bytes: int | None, mmap_mode: str | None = "r",
+                 *, by_content: bool = True, prefix: str = "joblib-args"):
         self.root = Path(root).expanduser()
         self.min_bytes = min_bytes
         self.mmap_mode = mmap_mode
+        self.by_content = by_content
+        self.prefix = prefix
         self.path: Path | None = None
         self.written: list[tuple[str, int]] = []
         self._by_key: dict[str, Stored] = {}
@@ -140,12 +176,20 @@ class ArgStore:
     def _maybe_store(self, obj: Any) -> Any:
         if isinstance(obj, (str, bytes, int, float, bool, type(None), tuple, list, dict)):
             return obj
+        ref = self.reference(obj)
+        return obj if ref is None else ref
+
+    def reference(self, obj: Any) -> Stored | None:
+        """The :class:`Stored` reference of ``obj``, storing it the first time; ``None`` for an
+        object below ``min_bytes`` (or any object, when ``min_bytes`` is None)."""
+        if self.min_bytes is None:
+            return None
         memo = self._by_id.get(id(obj))
         if memo is not None and memo[0]() is obj:
             return memo[1]
         size = nbytes(obj)
-        if size < max(1, self.min_bytes or 0):
-            return obj
+        if size < max(1, self.min_bytes):
+            return None
         ref = self._store(obj, size)
         try:
             self._by_id[id(obj)] = (weakref.ref(obj), ref)
@@ -154,9 +198,12 @@ class ArgStore:
         return ref
 
     def _store(self, obj: Any, size: int) -> Stored:
-        import joblib
+        if self.by_content:
+            import joblib
 
-        key = joblib.hash(obj)
+            key = joblib.hash(obj)
+        else:
+            key = uuid.uuid4().hex
         if key in self._by_key:
             return self._by_key[key]
         folder = self._folder()
@@ -170,7 +217,9 @@ class ArgStore:
 
                     np.save(fh, obj, allow_pickle=False)
                 else:
-                    pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    import cloudpickle
+
+                    cloudpickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
@@ -182,7 +231,7 @@ class ArgStore:
     def _folder(self) -> Path:
         if self.path is None:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.root / f"joblib-args-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            path = self.root / f"{self.prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             path.mkdir(mode=0o700)
             self.path = path
         return self.path
@@ -193,3 +242,32 @@ class ArgStore:
         self._by_id.clear()
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def reduce_hook(store: ArgStore | None) -> Callable[[Any], tuple | None] | None:
+    """For ``hpcpar.serialize.dumps``'s ``reduce_hook``: each object of at least
+    ``store.min_bytes`` bytes of data (numpy arrays, pandas and scipy.sparse objects, by
+    :func:`nbytes`) that the pickler meets, at any depth (an item's argument, a
+    ``functools.partial``'s, a closure's), is written to ``store`` the first time and pickled
+    as a reference; ``None`` when ``store`` is None or off."""
+    if store is None or store.min_bytes is None:
+        return None
+
+    def hook(obj: Any) -> tuple | None:
+        if isinstance(obj, Stored):
+            return None
+        ref = store.reference(obj)
+        return None if ref is None else ref.__reduce__()
+
+    return hook
+
+def adopt(folder: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
+    """Move a store's ``folder`` into ``run_dir`` as ``RUN_DIR/args`` (a rename on the same
+    filesystem), where workers look for files no longer at their recorded path (see
+    :func:`use_run_dir`); returns the new path."""
+    target = Path(run_dir) / ARGS_DIRNAME
+    try:
+        os.rename(folder, target)
+    except OSError:                     # another filesystem: copy, then remove
+        shutil.move(os.fspath(folder), target)
+    return target

@@ -54,6 +54,11 @@ class Options:
     #: ``max_workers`` locally; on a batch queue, its CPUs divided by ``cpus_per_task`` (8 if the
     #: queue cannot be read), at most ``max_running`` and at most 250.
     chunks_per_slot: int = 4
+    #: ``map``/``map_reduce``: an object in the function or the items holding at least this
+    #: many bytes of data (a numpy array, a pandas or scipy.sparse object) is stored once per
+    #: run and loaded once per worker process (default 1000000; 0 turns it off). Workers see
+    #: numpy arrays as read-only memory maps. See :mod:`hpcpar.argstore`.
+    max_nbytes: int = 1_000_000
     #: Batch backends: folder for run folders (default ``$HPCPAR_RUNS_DIR``, else
     #: ``platformdirs.user_data_dir("hpcpar")/runs``). Must be on a filesystem the compute
     #: nodes share.
@@ -129,7 +134,7 @@ class Options:
 # (option, lower limit, limit allowed): checked when Options is made, so a bad value is refused
 # in the Executor's constructor, before anything runs.
 _RANGES = (
-    ("max_workers", 1, True), ("chunksize", 1, True), ("chunks_per_slot", 1, True),
+    ("max_workers", 1, True), ("chunksize", 1, True), ("chunks_per_slot", 1, True), ("max_nbytes", 0, True),
     ("max_retries", 0, True), ("max_running", 1, True), ("poll_interval_s", 0, False),
     ("max_poll_interval_s", 0, False), ("submit_linger_s", 0, True), ("signal_s", 0, True),
     ("checkpoint_s", 0, False), ("command_timeout_s", 0, False), ("blocked_grace_s", 0, True),

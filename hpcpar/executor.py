@@ -17,8 +17,11 @@ reducer.
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import concurrent.futures
 import functools
+import itertools
 import math
 import sys
 import threading
@@ -27,17 +30,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal
 
-from . import backends, config
+from . import aggregate, argstore, backends, config
 from ._futures import cancel_future
+from .argstore import ArgStore
 from .backends.base import RunHandle, RunRequest
 from .errors import ConfigError, RemoteTraceback, SerializationError, TaskError
 from .rundir import ChunkResult
 from .serialize import dumps
 
 
-def _dumps(obj: Any, what: str) -> bytes:
+def _dumps(obj: Any, what: str, store: ArgStore | None = None) -> bytes:
     try:
-        return dumps(obj)
+        return dumps(obj, reduce_hook=argstore.reduce_hook(store))
     except Exception as exc:
         text = repr(obj)
         if len(text) > 200:
@@ -45,9 +49,9 @@ def _dumps(obj: Any, what: str) -> bytes:
         raise SerializationError(f"cannot pickle {what} {text}: {type(exc).__name__}: {exc}") from exc
 
 
-def _dumps_tasks(tasks: list, first_index: int) -> bytes:
+def _dumps_tasks(tasks: list, first_index: int, store: ArgStore | None = None) -> bytes:
     try:
-        return dumps(tasks)
+        return dumps(tasks, reduce_hook=argstore.reduce_hook(store))
     except Exception:
         for offset, (args, kwargs) in enumerate(tasks):     # name the culprit
             for pos, arg in enumerate(args):
@@ -79,15 +83,15 @@ def chunk_sizes(n_items: int, n_chunks: int) -> list[int]:
 
 
 class _Progress:
-    def __init__(self, enabled: bool, total: int, desc: str):
+    def __init__(self, enabled: bool, total: int | None, desc: str):
         self.bar = None
-        if enabled and total:
+        if enabled and total != 0:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
         self._desc, self._shown = desc, ""
         self._lock = threading.Lock()
-        self._left = total
+        self._left = math.inf if total is None else total
 
     def add(self, n: int) -> None:
         if self.bar is None:
@@ -131,6 +135,106 @@ def _chunk_result(f: Future, deadline: float | None, timeout: float | None, hand
                     f"{unfinished} chunk(s) of run {handle.run_id} unfinished after {timeout} s" + (f"; array tasks: {why}" if why else "")
                 ) from None
             progress.describe(handle.describe_unfinished())
+
+
+#: Lazy input: windows running at once, and started but not yet consumed.
+LAZY_RUNNING = 2
+LAZY_OUTSTANDING = 3
+#: Lazy input without ``chunksize``: chunks grow 1, 2, 4... tasks, up to this.
+LAZY_MAX_CHUNK = 1024
+
+
+class _Feed:
+    """The runs of one ``map``/``map_reduce`` call, in input order.
+
+    Input with a length is one run, started at once. Lazy input is read a window at a time
+    (``n_chunks`` chunks, one run each) while fewer than :data:`LAZY_RUNNING` windows run and
+    fewer than :data:`LAZY_OUTSTANDING` are unconsumed: the bounded prefetch.
+    """
+
+    def __init__(self, ex: Executor, payload: dict, what: str, mode: str, kind: str,
+                 job_name: str, progress: _Progress, total: int | None):
+        self.ex, self.payload, self.what = ex, payload, what
+        self.mode, self.kind, self.job_name = mode, kind, job_name
+        self.runs: collections.deque[RunHandle] = collections.deque()
+        self.exhausted = False
+        self.total = total
+        self.progress = progress
+        self.read = 0                       # items read from the input so far
+        self._it: Iterator[tuple] | None = None
+        self._fixed: int | None = None
+        self._size = 1
+        self._n_chunks = 1
+
+    def start(self, items: list, sizes: list[int]) -> None:
+        handle = self.ex._start_run(self.payload, self.what, items, sizes, self.read,
+                                    self.mode, self.kind, self.job_name)
+        self.read += len(items)
+        for f, n in zip(handle.futures, sizes, strict=False):   # holding neither the feed nor
+            f.add_done_callback(functools.partial(_advance, self.progress, n))  # the executor
+        self.runs.append(handle)
+
+    def lazy(self, it: Iterator[tuple], chunksize: int | None, n_chunks: int) -> None:
+        self._it, self._fixed, self._n_chunks = it, chunksize, n_chunks
+
+    def fill(self) -> None:
+        """Start windows of lazy input while the prefetch bound allows."""
+        while not self.exhausted and self._it is not None:
+            running = sum(1 for h in self.runs if not h.done())
+            if running >= LAZY_RUNNING or len(self.runs) >= LAZY_OUTSTANDING:
+                return
+            size = self._fixed or self._size
+            window = list(itertools.islice(self._it, size * self._n_chunks))
+            if len(window) < size * self._n_chunks:
+                self.exhausted = True
+            if window:
+                with self.ex._lock:
+                    if self.ex._shutdown:
+                        raise RuntimeError("cannot schedule new futures after shutdown: the "
+                                           "executor was shut down before this map's lazy "
+                                           "input was read to its end")
+                    self.start(window, chunk_sizes(len(window), math.ceil(len(window) / size)))
+            if self._fixed is None:
+                self._size = min(LAZY_MAX_CHUNK, self._size * 2)
+
+    def cancel(self) -> None:
+        for h in self.runs:
+            h.cancel()
+        self.runs.clear()
+        self.exhausted = True
+        self._it = None
+
+
+def _advance(progress: _Progress, n: int, _future: Future) -> None:
+    progress.add(n)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _in_order(done: set[Future], order: list[Future]) -> list[Future]:
+    """The futures of ``done``, in the order of ``order`` (input order within a wait round)."""
+    return [f for f in order if f in done]
+
+
+def _close_when_done(store: ArgStore, futures: list[Future]) -> None:
+    """Delete ``store``'s folder once every future is done (the run no longer needs it)."""
+    if not futures:
+        store.close()
+        return
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_f: Future) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            store.close()
+
+    for f in list(futures):
+        f.add_done_callback(one_done)
 
 
 class Executor(concurrent.futures.Executor):
@@ -205,6 +309,7 @@ class Executor(concurrent.futures.Executor):
         self._linger_s = self._backend.submit_linger_s if linger is None else linger
         self._pending: list[tuple[bytes, bytes, Callable, Future]] = []
         self._timer: threading.Timer | None = None
+        self._submit_store: ArgStore | None = None      # submit's large objects, until shutdown
 
     def __repr__(self) -> str:
         return f"<hpcpar.Executor backend={self.backend_name!r} {self.resources}>"
@@ -221,13 +326,6 @@ class Executor(concurrent.futures.Executor):
         if self.options.progress is not None:
             return self.options.progress
         return sys.stderr.isatty()
-
-    def _progress(self, handle: RunHandle, sizes: list[int], fn: Callable) -> _Progress:
-        """A progress bar (when enabled) advanced by each chunk's size as it finishes."""
-        progress = _Progress(self._progress_enabled(), sum(sizes), self._job_name(fn))
-        for f, n in zip(handle.futures, sizes, strict=False):
-            f.add_done_callback(functools.partial(_advance, progress, n))
-        return progress
 
     def _job_name(self, fn: Any) -> str:
         return self.options.job_name or getattr(fn, "__name__", None) or "hpcpar"
@@ -252,19 +350,56 @@ class Executor(concurrent.futures.Executor):
         slots = max(1, self._backend.slots())
         return chunk_sizes(n, min(n, self.options.chunks_per_slot * slots))
 
-    def _start_items(self, fn: Callable, items: list, mode: str, kind: str,
-                     chunksize: int | None, reducer: Callable | None = None) -> tuple[RunHandle, list[int]]:
-        payload = _dumps({"fn": fn, "mode": mode, "reducer": reducer},
-                         "the function" if reducer is None else "the mapper or reducer")
-        sizes = self._chunk(items, chunksize)
-        chunks: list[bytes] = []
-        start = 0
-        for size in sizes:
-            tasks: list[tuple[tuple, dict]] = [(args, {}) for args in items[start:start + size]]
-            chunks.append(_dumps_tasks(tasks, start))
-            start += size
-        request = RunRequest(payload, chunks, sizes, mode=mode, kind=kind, job_name=self._job_name(fn))
-        return self._start(request), sizes
+    def _new_store(self) -> ArgStore | None:
+        """A store for one run's large objects (see :mod:`hpcpar.argstore`), or None if off."""
+        if not self.options.max_nbytes:
+            return None
+        root = self.options.runs_dir or config.default_runs_dir()
+        return ArgStore(root, self.options.max_nbytes, "r", by_content=False, prefix="args")
+
+    def _start_run(self, payload: dict, what: str, items: list, sizes: list[int], first: int,
+                   mode: str, kind: str, job_name: str) -> RunHandle:
+        """Pickle ``payload`` and the chunks of ``items`` (large objects into a store), start
+        the run; the store goes into the run folder, or is deleted when the run is done."""
+        store = self._new_store()
+        try:
+            fn_bytes = _dumps(payload, what, store)
+            chunks: list[bytes] = []
+            start = 0
+            for size in sizes:
+                tasks: list[tuple[tuple, dict]] = [(args, {}) for args in items[start:start + size]]
+                chunks.append(_dumps_tasks(tasks, first + start, store))
+                start += size
+            args_dir = None if store is None or store.path is None else str(store.path)
+            request = RunRequest(fn_bytes, chunks, sizes, mode=mode, kind=kind, job_name=job_name,
+                                 args_dir=args_dir)
+            del chunks
+            handle = self._start(request)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        if store is not None and store.path is not None and store.path.exists():
+            _close_when_done(store, handle.futures)     # not adopted by a run folder
+        return handle
+
+    def _feed(self, fn: Callable, items: Iterable[tuple], chunksize: int | None, mode: str,
+              kind: str, payload: dict, what: str) -> _Feed:
+        """Start the first run over ``items`` (all of them when the input has a length)."""
+        size = chunksize or self.options.chunksize
+        if size is not None and size < 1:
+            raise ConfigError(f"chunksize={size!r} must be >= 1")
+        total = len(items) if isinstance(items, list) else None
+        progress = _Progress(self._progress_enabled(), total, self._job_name(fn))
+        feed = _Feed(self, payload, what, mode, kind, self._job_name(fn), progress, total)
+        if isinstance(items, list):
+            if items:
+                feed.start(items, self._chunk(items, chunksize))
+            feed.exhausted = True
+        else:
+            feed.lazy(iter(items), size, self.options.chunks_per_slot * max(1, self._backend.slots()))
+            feed.fill()
+        return feed
 
     # -- concurrent.futures API --------------------------------------------------------------
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
@@ -272,12 +407,17 @@ class Executor(concurrent.futures.Executor):
 
         Calls made within ``submit_linger_s`` of each other go out as one array (one array task
         per call). The function and arguments are pickled here, so an unpicklable one raises
-        :class:`SerializationError` (a ``TypeError``) at once.
+        :class:`SerializationError` (a ``TypeError``) at once. Large objects (``max_nbytes``,
+        as in :meth:`map`) are stored once per executor, beside the run folders, until
+        :meth:`shutdown` (with ``detach``, they stay for the detached jobs).
         """
         with self._lock:
             self._check_open()
-            fn_bytes = _dumps({"fn": fn, "mode": "map", "reducer": None}, "the function")
-            task = _dumps_tasks([(args, kwargs)], 0)
+            if self._submit_store is None:
+                self._submit_store = self._new_store()
+            store = self._submit_store
+            fn_bytes = _dumps({"fn": fn, "mode": "map", "reducer": None}, "the function", store)
+            task = _dumps_tasks([(args, kwargs)], 0, store)
             fut: Future = Future()
             self._pending.append((fn_bytes, task, fn, fut))
             if self._linger_s <= 0:
@@ -321,100 +461,222 @@ class Executor(concurrent.futures.Executor):
                 f.add_done_callback(functools.partial(_cancel_chunk, cf))
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
-            chunksize: int | None = None) -> Iterator:
-        """Like :meth:`concurrent.futures.Executor.map`: ``fn`` over zipped ``iterables``, results
-        in order, yielded as soon as their chunk finishes.
+            chunksize: int | None = None, ordered: bool = True) -> Iterator:
+        """Like :meth:`concurrent.futures.Executor.map`: ``fn`` over zipped ``iterables``,
+        each result yielded as soon as its chunk finishes.
 
-        Everything is submitted before this returns, as one job array (chunk i = array task i).
+        Input with a length (lists, tuples, ranges, arrays) is submitted at once, as one run
+        (one job array: chunk i = array task i). Other input (a generator, a file, an endless
+        ``itertools.count()``) is read as workers need it: a window of about
+        ``chunks_per_slot`` chunks per slot at a time, one run each, with at most 2 windows
+        running and 3 not yet consumed; the chunks of a window grow (1, 2, 4... tasks, up to
+        1024) unless ``chunksize`` fixes them. So ``itertools.islice(ex.map(f,
+        itertools.count()), 10)`` reads a few windows, returns, and cancels the rest when the
+        iterator is closed or dropped.
+
+        Objects of at least ``max_nbytes`` bytes (default 1 MB; numpy arrays, pandas and
+        scipy.sparse objects) in ``fn`` or the items are stored once per run and loaded once
+        per worker process (see :mod:`hpcpar.argstore` and the README's "How to pass big
+        data"); tasks see numpy arrays as read-only memory maps.
 
         Parameters
         ----------
+        fn : callable
+            Called as ``fn(*item)`` for each tuple of the zipped iterables.
+        *iterables : iterable
+            Argument streams, zipped (the shortest ends the map).
         chunksize : int, optional
-            Tasks per chunk; default: about 4 chunks per slot (see the class docstring).
+            Tasks per chunk; default: about ``chunks_per_slot`` (4) chunks per slot (see the
+            class docstring).
         timeout : float, optional
             Seconds from this call after which ``next()`` raises ``TimeoutError``.
+        ordered : bool
+            True (default): results in input order. False: in the order their chunks finish
+            (as ``multiprocessing.Pool.imap_unordered``), within a chunk in input order; pair
+            each result with its input (return ``(x, f(x))``) to tell them apart.
+
+        Returns
+        -------
+        iterator
+            Of ``fn``'s results. A task's exception is raised by ``next()`` when its result is
+            reached, with the remote traceback as ``__cause__``; closing the iterator cancels
+            the chunks not yet finished.
 
         Raises
         ------
         SerializationError
-            At once, if ``fn`` or an item cannot be pickled (the message names it).
+            At once, if ``fn`` or an item cannot be pickled (the message names it); for lazy
+            input, when the window holding that item is read.
+        ConfigError
+            ``chunksize`` below 1.
         """
         with self._lock:
             self._check_open()
-            items = list(zip(*iterables, strict=False))
-            if not items:
-                return iter(())
-            handle, sizes = self._start_items(fn, items, "map", "map", chunksize)
+            payload = {"fn": fn, "mode": "map", "reducer": None}
+            items: Iterable[tuple] = zip(*iterables, strict=False)
+            if all(isinstance(it, collections.abc.Sized) for it in iterables):
+                items = list(items)
+            feed = self._feed(fn, items, chunksize, "map", "map", payload, "the function")
         deadline = None if timeout is None else time.monotonic() + timeout
-        return self._iter_results(handle, deadline, self._progress(handle, sizes, fn), timeout)
+        progress = feed.progress
+        if ordered:
+            return self._iter_ordered(feed, deadline, progress, timeout)
+        return self._iter_unordered(feed, deadline, progress, timeout)
 
-    def _iter_results(self, handle: RunHandle, deadline: float | None, progress: _Progress,
+    def _iter_ordered(self, feed: _Feed, deadline: float | None, progress: _Progress,
                       timeout: float | None = None) -> Iterator:
         # Like concurrent.futures' map: hold nothing already yielded. A chunk's future leaves
-        # the handle once read (it is done: neither cancel nor shutdown needs it), and each
+        # its handle once read (it is done: neither cancel nor shutdown needs it), and each
         # value leaves its chunk's outcomes as it is yielded.
-        pending = handle.futures
-        pending.reverse()
         try:
-            while pending:
-                result: ChunkResult = _chunk_result(pending[-1], deadline, timeout, handle, progress)
-                pending.pop()
-                outcomes = result.outcomes
-                del result
-                outcomes.reverse()
-                while outcomes:
-                    yield outcome_value(outcomes.pop())
+            while feed.runs:
+                pending = feed.runs[0].futures
+                pending.reverse()
+                while pending:
+                    feed.fill()
+                    result: ChunkResult = _chunk_result(pending[-1], deadline, timeout,
+                                                        feed.runs[0], progress)
+                    pending.pop()
+                    outcomes = result.outcomes
+                    del result
+                    outcomes.reverse()
+                    while outcomes:
+                        yield outcome_value(outcomes.pop())
+                feed.runs.popleft()
+                feed.fill()
         finally:
             progress.close()
-            handle.cancel()        # like concurrent.futures: an abandoned map cancels the rest
+            feed.cancel()          # like concurrent.futures: an abandoned map cancels the rest
+
+    def _iter_unordered(self, feed: _Feed, deadline: float | None, progress: _Progress,
+                        timeout: float | None = None) -> Iterator:
+        try:
+            while feed.runs:
+                live = [f for h in feed.runs for f in h.futures]
+                done, _ = concurrent.futures.wait(live, _left(deadline),
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                if not done:
+                    why = "; ".join(filter(None, (h.describe_unfinished() for h in feed.runs)))
+                    raise TimeoutError(f"{len(live)} chunk(s) unfinished after {timeout} s"
+                                       + (f"; array tasks: {why}" if why else ""))
+                for h in feed.runs:                    # release what is read
+                    h.futures[:] = [f for f in h.futures if f not in done]
+                feed.runs = collections.deque(h for h in feed.runs if h.futures)
+                feed.fill()
+                for f in _in_order(done, live):
+                    outcomes = f.result().outcomes
+                    outcomes.reverse()
+                    while outcomes:
+                        yield outcome_value(outcomes.pop())
+                del done, live
+        finally:
+            progress.close()
+            feed.cancel()
 
     def map_reduce(self, mapper: Callable, iterable: Iterable, reducer: Callable,
-                   initializer: Any = None, *, chunksize: int | None = None,
-                   timeout: float | None = None) -> Any:
-        """``functools.reduce(reducer, map(mapper, iterable)[, initializer])``, in parallel.
+                   initializer: Any = None, *, combiner: Callable | None = None,
+                   chunksize: int | None = None, timeout: float | None = None) -> Any:
+        """Map, then fold with an accumulator: Spark's ``aggregate(zeroValue, seqOp, combOp)``.
 
-        Each chunk reduces its own mapped values inside its job; the driver then combines the
-        partial results in an order-preserving binary tree, with ``initializer`` (if not None)
-        on the far left. For an associative ``reducer`` the result equals the sequential reduce.
+        With ``initializer``, each chunk (array task) folds its mapped values into its own
+        fresh copy of ``initializer`` (a pickle round trip) with ``reducer``, and the driver
+        merges the chunks' accumulators, in item order, with ``combiner`` (default:
+        ``reducer``), starting from one more copy of ``initializer``::
+
+            chunk k:  acc_k = reducer(...reducer(copy(initializer), mapper(x_i))..., mapper(x_j))
+            result = combiner(...combiner(copy(initializer), acc_0)..., acc_last)
+
+        So the seeds' word count works with a reducer that updates its accumulator::
+
+            ex.map_reduce(str.split, lines, lambda c, ws: c.update(ws) or c, Counter())
+
+        As in Spark, ``initializer`` must be a zero for both (``Counter()``, ``0``, ``[]``,
+        ``""``): it is used once per chunk, so a non-neutral one is counted several times.
+        ``reducer`` may update and return its accumulator (each chunk has its own);
+        ``combiner`` may update and return its left argument.
+
+        Without ``initializer`` (``None``), as :func:`functools.reduce` with no initial value:
+        each chunk reduces its mapped values (the first seeds it) and ``reducer`` merges the
+        chunks' results, so ``reducer`` takes two mapped values. For an associative ``reducer``
+        (and ``combiner``) the result equals the sequential fold, however the items are chunked.
+        Merging is an order-preserving binary tree as chunks arrive in order.
+
+        The input is read as :meth:`map` reads it (all at once if it has a length, else in
+        windows), and large objects travel once per run as in :meth:`map`.
+
+        Parameters
+        ----------
+        mapper : callable
+            ``mapper(item) -> value``.
+        iterable : iterable
+            The items.
+        reducer : callable
+            ``reducer(acc, value) -> acc`` (Spark's ``seqOp``).
+        initializer : object, optional
+            The zero value (Spark's ``zeroValue``), picklable. Default None: no initializer.
+        combiner : callable, optional
+            ``combiner(acc, acc) -> acc`` (Spark's ``combOp``); default ``reducer``. Needs
+            ``initializer``.
+        chunksize : int, optional
+            Items per chunk (see :meth:`map`).
+        timeout : float, optional
+            Seconds from this call after which ``TimeoutError`` is raised.
 
         Returns
         -------
-        The reduced value; ``initializer`` for an empty iterable.
+        object
+            The folded value; a copy of ``initializer`` for an empty iterable.
 
         Raises
         ------
         TypeError
-            For an empty iterable and no initializer, as ``functools.reduce`` does.
+            Before anything runs: ``mapper``, ``reducer`` or ``combiner`` not callable, or
+            ``reducer``/``combiner`` not taking two arguments. For an empty iterable and no
+            initializer, as ``functools.reduce`` does.
+        ValueError
+            Before anything runs: ``combiner`` without ``initializer``.
+        SerializationError
+            Before anything runs: ``initializer``, ``mapper``, ``reducer``, ``combiner`` or an
+            item cannot be pickled.
         Exception
-            The first (in item order) exception raised by ``mapper`` or ``reducer``, with the
-            remote traceback as ``__cause__``.
+            The first (in item order) exception raised by ``mapper``, ``reducer`` or
+            ``combiner``, with the remote traceback as ``__cause__``.
         """
+        aggregate.check_callables(mapper, reducer, combiner, initializer)
+        initial = None if initializer is None else _dumps(initializer, "the initializer")
+        fold = aggregate.Fold(reducer, initial)
+        merge = combiner or reducer
         with self._lock:
             self._check_open()
-            items = [(x,) for x in iterable]
-            if not items:
-                if initializer is None:
-                    raise TypeError("reduce() of empty iterable with no initial value")
-                return initializer
-            handle, sizes = self._start_items(mapper, items, "reduce", "map_reduce", chunksize, reducer)
+            payload = {"fn": aggregate.MapTo(mapper), "mode": "reduce", "reducer": fold,
+                       "combiner": merge}
+            items: Iterable[tuple] = ((x,) for x in iterable)
+            if isinstance(iterable, collections.abc.Sized):
+                items = list(items)
+            feed = self._feed(mapper, items, chunksize, "reduce", "map_reduce", payload,
+                              "the mapper, reducer or combiner")
         deadline = None if timeout is None else time.monotonic() + timeout
-        progress = self._progress(handle, sizes, mapper)
-        stack: list[tuple[int, Any]] = []          # (tree level, value), an order-preserving tree
+        progress = feed.progress
+        tree = aggregate.OrderedTree(merge)
+        if initial is not None:
+            tree.add(fold.fresh())
         try:
-            for f in handle.futures:
-                value = outcome_value(_chunk_result(f, deadline, timeout, handle, progress).outcomes[0])
-                level = 0
-                while stack and stack[-1][0] == level:
-                    value = reducer(stack.pop()[1], value)
-                    level += 1
-                stack.append((level, value))
+            while feed.runs:
+                pending = feed.runs[0].futures
+                pending.reverse()
+                while pending:
+                    feed.fill()
+                    result = _chunk_result(pending[-1], deadline, timeout, feed.runs[0], progress)
+                    partial = outcome_value(result.outcomes[0])
+                    del result
+                    pending.pop()
+                    tree.add(fold.finish(partial))
+                feed.runs.popleft()
+                feed.fill()
         finally:
             progress.close()
-            handle.cancel()
-        result = stack.pop()[1]
-        while stack:
-            result = reducer(stack.pop()[1], result)
-        return result if initializer is None else reducer(initializer, result)
+            feed.cancel()
+        return tree.result()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting work; with ``cancel_futures``, cancel what has not finished (and its
@@ -444,6 +706,9 @@ class Executor(concurrent.futures.Executor):
         if wait:
             for h in handles:
                 concurrent.futures.wait(h.futures)
+        store, self._submit_store = self._submit_store, None
+        if store is not None and store.path is not None and not self.options.detach:
+            _close_when_done(store, [f for h in handles for f in h.futures])
         self._backend.shutdown(wait=wait, cancel=cancel_futures and not self.options.detach)
 
     def _in_own_thread(self) -> bool:
@@ -491,10 +756,6 @@ class Executor(concurrent.futures.Executor):
             Default: no array request.
         """
         return self._backend.job_script(command, array_size=array_size, for_run=True)
-
-
-def _advance(progress: _Progress, n: int, _future: Future) -> None:
-    progress.add(n)
 
 
 def _resolve_call(fut: Future, chunk_future: Future) -> None:

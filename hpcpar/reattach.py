@@ -28,6 +28,7 @@ import pickle
 from concurrent.futures import Future
 from typing import Any
 
+from . import aggregate
 from .backends import create
 from .backends.batch import BatchBackend
 from .config import Options
@@ -101,8 +102,8 @@ class AttachedRun:
         """The run's results, as the original call would have returned them.
 
         ``map``/``submit``: a list, one value per item or call, in order (a task's exception is
-        raised, with its remote traceback). ``map_reduce``: the reduced value (the run's
-        ``initializer``, if any, was applied by the original driver and is not stored).
+        raised, with its remote traceback). ``map_reduce``: the folded value, as the original call
+        returns it (see :meth:`hpcpar.Executor.map_reduce`).
         """
         self.wait(timeout)
         cancelled = [i for i, f in enumerate(self.futures) if _cancelled(f)]
@@ -116,7 +117,10 @@ class AttachedRun:
             return [outcome_value(o) for r in chunks for o in r.outcomes]
         payload = pickle.loads(self._run.rd.read_function_bytes())
         partials = [outcome_value(r.outcomes[0]) for r in chunks]
-        return functools.reduce(payload["reducer"], partials)
+        fold = payload["reducer"]
+        if isinstance(fold, aggregate.Fold):        # initializer and combiner are recorded
+            return aggregate.combine(partials, payload["combiner"], fold)
+        return functools.reduce(fold, partials)
 
     def cancel(self) -> None:
         """Cancel the run's unfinished array tasks."""

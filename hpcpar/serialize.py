@@ -25,6 +25,7 @@ import linecache
 import marshal
 import pickle
 import types
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -47,9 +48,11 @@ def _span(code: types.CodeType) -> tuple[int, int]:
 class _Pickler(cloudpickle.Pickler):
     """A cloudpickle pickler whose code objects keep ``co_filename`` and ship their source."""
 
-    def __init__(self, file: io.BytesIO, protocol: int | None = None):
+    def __init__(self, file: io.BytesIO, protocol: int | None = None,
+                 reduce_hook: Callable[[Any], tuple | None] | None = None):
         super().__init__(file, protocol=protocol)
         self._sources: dict[tuple[str, int, int], tuple[str, ...] | None] = {}
+        self._hook = reduce_hook
 
     def _source(self, code: types.CodeType) -> tuple[int, tuple[str, ...] | None]:
         """The lines ``code`` spans, as the driver's ``linecache`` has them (one tuple per span,
@@ -63,6 +66,10 @@ class _Pickler(cloudpickle.Pickler):
         return first, self._sources[key]
 
     def reducer_override(self, obj: Any) -> Any:
+        if self._hook is not None:
+            reduced = self._hook(obj)
+            if reduced is not None:
+                return reduced
         if type(obj) is types.CodeType:
             try:
                 data = marshal.dumps(obj)
@@ -72,7 +79,8 @@ class _Pickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def dumps(obj: Any, protocol: int | None = None) -> bytes:
+def dumps(obj: Any, protocol: int | None = None,
+          reduce_hook: Callable[[Any], tuple | None] | None = None) -> bytes:
     """Pickle ``obj`` as :func:`cloudpickle.dumps` does, keeping code objects' source.
 
     Parameters
@@ -81,6 +89,11 @@ def dumps(obj: Any, protocol: int | None = None) -> bytes:
         Anything cloudpickle can pickle.
     protocol : int, optional
         Pickle protocol; default cloudpickle's (``pickle.DEFAULT_PROTOCOL``).
+    reduce_hook : callable, optional
+        Called with every object the pickler reduces itself (not ``None``, bools, and exact
+        ints, floats, strings, bytes, lists, tuples, dicts and sets); a tuple it returns is
+        that object's reduction (see :meth:`pickle.Pickler.reducer_override`), ``None`` leaves
+        it to cloudpickle. :func:`hpcpar.argstore.reduce_hook` stores large objects this way.
 
     Returns
     -------
@@ -94,7 +107,7 @@ def dumps(obj: Any, protocol: int | None = None) -> bytes:
         As cloudpickle raises them for an object it cannot pickle.
     """
     buf = io.BytesIO()
-    _Pickler(buf, protocol=protocol).dump(obj)
+    _Pickler(buf, protocol=protocol, reduce_hook=reduce_hook).dump(obj)
     return buf.getvalue()
 
 

@@ -39,6 +39,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Self
 
+from . import argstore
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
 EXIT_OK = 0
@@ -201,6 +202,7 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
         for entry in meta.get("python_path", []):
             if entry not in sys.path and os.path.isdir(entry):
                 sys.path.append(entry)
+        argstore.use_run_dir(rd.path)       # stored arguments moved into the run folder
         tasks = pickle.loads(rd.read_chunk_bytes(chunk))
     except (OSError, CorruptFileError, ValueError, pickle.UnpicklingError) as exc:
         print(f"hpcpar.worker: cannot read chunk {chunk} of {rd.path}: {exc}", file=sys.stderr)

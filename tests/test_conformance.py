@@ -146,8 +146,9 @@ def test_map_reduce_equals_sequential_reduce(make, n, chunksize):
     items = [str(i) for i in range(n)]          # string concatenation: associative, not commutative
     expected = functools.reduce(concat, map(str.upper, items))
     assert ex.map_reduce(str.upper, items, concat, chunksize=chunksize) == expected
-    assert ex.map_reduce(str.upper, items, concat, "init:", chunksize=chunksize) == \
-        functools.reduce(concat, map(str.upper, items), "init:")
+    # an initializer is a zero value copied into every chunk (Spark's aggregate): a neutral
+    # one gives the sequential fold (a non-neutral one: tests/test_executor_api.py)
+    assert ex.map_reduce(str.upper, items, concat, "", chunksize=chunksize) == expected
 
 
 def test_map_reduce_empty_input(make):
@@ -206,3 +207,59 @@ def test_map_timeout(make):
     it = ex.map(time.sleep, [30, 30], timeout=0.5)
     with pytest.raises(concurrent.futures.TimeoutError):
         next(it)
+
+
+def count_words(c, words):
+    c.update(words)
+    return c
+
+
+def test_word_count_accumulator_equals_sequential_counter(make):
+    """The seeds' word count (issue 10, Must show 7): a reducer that updates a Counter."""
+    from collections import Counter
+
+    ex = make()
+    lines = [f"the {w} and the {w}s of line {i % 7}" for i, w in
+             enumerate(["cat", "dog", "cat", "owl", "bee"] * 9)]
+    expected = Counter()
+    for line in lines:
+        expected.update(line.split())
+    got = ex.map_reduce(str.split, lines, lambda c, ws: c.update(ws) or c, Counter())
+    assert type(got) is Counter and got == expected
+    assert ex.map_reduce(str.split, lines, count_words, Counter(), chunksize=4) == expected
+    assert ex.map_reduce(str.split, iter(lines), count_words, Counter(), chunksize=8) == expected
+
+
+def test_lazy_input_and_unordered_results(make):
+    import itertools
+
+    ex = make()
+    first = list(itertools.islice(ex.map(square, itertools.count(), chunksize=4, timeout=300), 10))
+    assert first == [x * x for x in range(10)]
+    gen = (x for x in range(23))
+    assert sorted(ex.map(square, gen, ordered=False)) == [x * x for x in range(23)]
+    assert sorted(ex.map(square, range(23), ordered=False, chunksize=5)) == [x * x for x in range(23)]
+
+
+def element(x, i):
+    return float(x[i])
+
+
+def test_big_argument_travels_once_per_run(make, runs_dir):
+    """Issue 10: the same array in every item is stored once per run (in the run folder on a
+    batch backend, where the workers find it), and nothing of it is left beside the runs."""
+    np = pytest.importorskip("numpy")
+
+    ex = make()
+    big = np.arange(200_000, dtype=np.float64)          # 1.6 MB, above the 1 MB default
+    assert list(ex.map(element, [big] * 6, range(6), chunksize=2)) == [float(i) for i in range(6)]
+    ex.shutdown(wait=True)
+    assert not list(Path(runs_dir).glob("args-*"))      # adopted by the run, or deleted
+    stored = sorted(Path(runs_dir).rglob("*.npy"))
+    if make.backend in ("local", "inline"):
+        assert stored == []
+    else:
+        assert len(stored) == 1 and stored[0].parent.name == "args"
+        assert stored[0].stat().st_size < 2 * big.nbytes
+        chunk_files = [p for p in stored[0].parent.parent.rglob("chunks/*") if p.is_file()]
+        assert chunk_files and all(p.stat().st_size < 10_000 for p in chunk_files)

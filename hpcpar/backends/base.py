@@ -32,6 +32,10 @@ class RunRequest:
     kind : str
         What the user called: ``"map"``, ``"map_reduce"`` or ``"submit"`` (recorded in run.json).
     job_name : str
+    args_dir : str, optional
+        A folder of large objects the payload and chunks reference (:mod:`hpcpar.argstore`):
+        a backend with a run folder moves it there (:func:`hpcpar.argstore.adopt`); otherwise
+        the executor deletes it when the run is done.
     """
 
     fn_payload: bytes
@@ -40,6 +44,7 @@ class RunRequest:
     mode: str = "map"
     kind: str = "map"
     job_name: str = "hpcpar"
+    args_dir: str | None = None
 
 
 class RunHandle:

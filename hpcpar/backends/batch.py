@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from .. import _signals, _subprocess, runstate, templates
+from .. import _signals, _subprocess, argstore, runstate, templates
 from .._futures import ChunkFuture
 from ..config import default_runs_dir, usable_runs_root
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
@@ -259,6 +259,8 @@ class BatchBackend(Backend):
             "accounting": probe["accounting"],
         }
         rd = runstate.create_run(self.runs_root(), prefix=request.job_name, meta=meta)
+        if request.args_dir is not None:        # stored arguments live and go with the run
+            argstore.adopt(request.args_dir, rd.path)
         rd.write_function(request.fn_payload)
         for i, chunk in enumerate(request.chunks):
             rd.write_chunk(i, chunk)
