@@ -7,10 +7,13 @@ clock, so every "why was this chunk resubmitted?" is one row of ``tests/test_pol
 Rules, first match wins::
 
     results complete                              -> RESOLVE   (whatever the scheduler says)
-    cancel requested (`hpcpar cancel`)            -> CANCELLED (never resubmitted)
+    cancel requested (`hpcpar cancel`, shutdown,
+      signals, a recorded cancel of this task)    -> CANCELLED (never resubmitted)
     pending for a blocking reason >= blocked_grace_s -> BLOCKED (cancel; PendingBlockedError)
     job live (PENDING, RUNNING, UNKNOWN)          -> WAIT
     final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
+    CANCELLED by the scheduler (an external
+      cancel), unless resubmit_cancelled          -> CANCELLED (recorded; not a loss)
     partial, warned of walltime, made progress    -> REQUEUE   (resume; not a retry)
     retries left                                  -> RETRY     (resubmit that index only)
     otherwise                                     -> LOST      (JobLostError)
@@ -107,6 +110,7 @@ ABSENT = ResultFacts()
 
 def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
            max_retries: int, grace_s: float, cancel_requested: bool = False,
+           resubmit_cancelled: bool = False,
            blocked_grace_s: float = float("inf")) -> Action:
     """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
 
@@ -123,7 +127,12 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
     grace_s : float
         Seconds a final job may lack a visible complete result before it counts as lost.
     cancel_requested : bool
-        The run folder holds a cancel request (``hpcpar cancel``), or the owner cancelled.
+        The run folder holds a cancel request (``hpcpar cancel``), the owner cancelled, or
+        the chunk's task has a recorded cancel decision.
+    resubmit_cancelled : bool
+        Treat an array task the scheduler reports CANCELLED (someone ran ``scancel``,
+        ``qdel``, ``bkill``) as lost, to be retried, instead of as a cancel decision
+        (``hpcpar.attach(run, resubmit_cancelled=True)``).
     blocked_grace_s : float
         Seconds a task may pend for a blocking reason (the ``blocked_grace_s`` option;
         default: forever).
@@ -143,6 +152,8 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         return Action.WAIT
     if chunk.final_since is None or now - chunk.final_since < grace_s:
         return Action.WAIT
+    if status is JobState.CANCELLED and not resubmit_cancelled:
+        return Action.CANCELLED
     if (result.kind is ResultKind.PARTIAL and result.warned and result.attempts >= chunk.attempts
             and result.done > chunk.done_at_submit):
         return Action.REQUEUE

@@ -33,7 +33,7 @@ from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple, Protocol
 
 from ._futures import mark_running
-from .errors import HpcparError, JobLostError, PendingBlockedError
+from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError
 from .runstate import ChunkState, Run
@@ -190,14 +190,43 @@ class Watcher(threading.Thread):
                     self._finish(run, c, error=exc)
 
     def _cancel(self, port: WatchPort, pairs) -> None:
-        """Futures cancelled by the user: cancel their array tasks, one command."""
+        """Futures cancelled by the user: cancel their array tasks, one command, and record
+        the decision (a later attach does not resubmit them)."""
         ids = []
         for run, c in pairs:
             with run.lock:
                 if run.unfinished.pop(c.index, None) is not None:
                     ids.append(c.task_id)
+                    self._record(run, c, port, cancelled=True)
         port.cancel([i for i in ids if i])
         self._settle(run for run, _ in pairs)
+
+    def _record(self, run: Run, c: ChunkState, port: WatchPort, **fields: Any) -> None:
+        """Record chunk ``c``'s latest task's outcome in the run folder (logged if it fails)."""
+        if c.task_id:
+            stem = run.rd.logs_dir / port.log_stem(c.task_id)
+            fields.setdefault("logs", [f"{stem}.out", f"{stem}.err"])
+        try:
+            run.record_outcome(c, **fields)
+        except OSError as exc:
+            log.warning("cannot record the outcome of %s in %s: %s", c.task_id, run.rd.path, exc)
+
+    def _folder_gone(self, port: WatchPort, run: Run, exc: OSError) -> None:
+        """The run folder vanished or became unreadable: fail every unfinished chunk with an
+        error naming it, and cancel its array tasks (unless ``detach``: they are the user's)."""
+        reason = ("was deleted" if not run.rd.path.exists()
+                  else "was deleted (its run.json is gone)" if not run.rd.meta_path.exists()
+                  else f"cannot be read ({exc.strerror or exc}: {exc.filename or run.rd.path})")
+        err = RunFolderError(str(run.rd.path), reason)
+        log.error("%s", err)
+        with run.lock:
+            pending = list(run.unfinished.values())
+        if not getattr(self.options, "detach", False):
+            jobs = sorted({c.job_id for c in pending if c.job_id})
+            if jobs:
+                port.cancel(jobs)
+        for c in pending:
+            self._finish(run, c, error=err)
 
     # -- one poll ------------------------------------------------------------------------------
     def _poll(self, port: WatchPort, runs: list[Run]) -> bool:
@@ -214,10 +243,13 @@ class Watcher(threading.Thread):
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
+                if not run.rd.meta_path.is_file():
+                    raise FileNotFoundError(2, "no run.json", str(run.rd.meta_path))
             except OSError as exc:
-                log.warning("cannot list %s: %s", run.rd.results_dir, exc)
+                self._folder_gone(port, run, exc)
+                changed = True
                 continue
-            cancel_requested = run.cancel_requested()
+            run_cancel = run.cancel_requested()
             for idx, c in list(run.unfinished.items()):
                 if c.future.cancelled():
                     continue
@@ -238,11 +270,13 @@ class Watcher(threading.Thread):
                     changed = True          # look again soon
                 blocked = c.state is JobState.PENDING and getattr(c.status, "blocked", False)
                 c.blocked_since = (c.blocked_since or now) if blocked else None
-                action = self._decide(c, facts, now, cancel_requested)
+                requested = run_cancel or idx in run.cancelled
+                action = self._decide(run, c, facts, now, requested)
                 if action is Action.RESOLVE:
+                    self._record(run, c, port, results="complete")
                     self._finish(run, c, result=c.partial)
                     changed = True
-                elif action is Action.CANCELLED:
+                elif action is Action.CANCELLED and requested:
                     cancels.append((run, c))
                 elif action is Action.BLOCKED:
                     blocked_pairs.append((run, c))
@@ -260,11 +294,13 @@ class Watcher(threading.Thread):
             self._handle_lost(port, settle)
         return changed
 
-    def _decide(self, c: ChunkState, facts: ResultFacts, now: float, cancel_requested: bool) -> Action:
+    def _decide(self, run: Run, c: ChunkState, facts: ResultFacts, now: float,
+                cancel_requested: bool) -> Action:
         return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since,
                                  c.blocked_since),
                       c.state, facts, now, max_retries=self.options.max_retries,
                       grace_s=self.grace_s, cancel_requested=cancel_requested,
+                      resubmit_cancelled=run.resubmit_cancelled,
                       blocked_grace_s=getattr(self.options, "blocked_grace_s", float("inf")))
 
     def _fail_blocked(self, port: WatchPort, pairs: list[tuple[Run, ChunkState]], now: float) -> None:
@@ -275,6 +311,8 @@ class Watcher(threading.Thread):
                     self.name_, len(ids))
         port.cancel(ids)
         for run, c in pairs:
+            self._record(run, c, port, state=JobState.CANCELLED, error=True,
+                         native=f"PENDING ({getattr(c.status, 'reason', '')})")
             self._finish(run, c, error=PendingBlockedError(
                 c.task_id or "?", getattr(c.status, "reason", ""), now - (c.blocked_since or now),
                 self.name_))
@@ -301,6 +339,7 @@ class Watcher(threading.Thread):
                     continue
             if c.state.is_live and c.task_id:
                 ids.append(c.task_id)
+            self._record(run, c, port, cancelled=True)
             run.cancel_chunk(c)
         if ids:
             log.warning("%s: cancel requested; cancelling %d array task(s)", self.name_, len(ids))
@@ -323,22 +362,33 @@ class Watcher(threading.Thread):
             result, facts = (self._read(run, c.index) if run.rd.result_path(c.index).exists()
                              else (None, ABSENT))
             c.partial = result
-            action = self._decide(c, facts, now, run.cancel_requested())
+            requested = run.chunk_cancel_requested(c)
+            action = self._decide(run, c, facts, now, requested)
+            kind = facts.kind.value if facts.kind is not ResultKind.CORRUPT else "absent"
             if action is Action.RESOLVE:
+                self._record(run, c, port, results="complete")
                 self._finish(run, c, result=result)
-            elif action is Action.CANCELLED:
+            elif action is Action.CANCELLED and requested:
                 self._cancel_requested(port, [(run, c)])
             elif action in (Action.REQUEUE, Action.RETRY):
                 if action is Action.RETRY:
                     log.warning("%s: array task %s ended %s without results; resubmitting "
                                 "(retry %d of %d)", self.name_, c.task_id, c.state.name,
                                 c.retries + 1, self.options.max_retries)
+                self._record(run, c, port, results=kind)
                 by_run.setdefault(run, {}).setdefault(action.value, []).append(c.index)
-            elif action is Action.LOST:
-                exit_code = getattr(c.status, "exit_code", None)
+            else:       # LOST, or CANCELLED by someone outside hpcpar (a recorded decision)
+                external = action is Action.CANCELLED
+                self._record(run, c, port, results=kind, cancelled=external)
+                stem = port.log_stem(c.task_id or "")
+                if external:
+                    log.warning("%s: array task %s was cancelled outside hpcpar; not "
+                                "resubmitted (attach(run, resubmit_cancelled=True) would)",
+                                self.name_, c.task_id)
                 self._finish(run, c, error=JobLostError(
-                    c.state, c.task_id or "?", exit_code,
-                    run.rd.stderr_tail(port.log_stem(c.task_id or "")), attempts=c.attempts))
+                    c.state, c.task_id or "?", getattr(c.status, "exit_code", None),
+                    run.rd.stderr_tail(stem), attempts=c.attempts,
+                    log_path=str(run.rd.logs_dir / f"{stem}.err")))
         for run, reasons in by_run.items():
             for reason, indices in reasons.items():
                 try:

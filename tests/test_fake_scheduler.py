@@ -193,16 +193,25 @@ def test_driver_sigkill_then_attach_collects_without_rerunning(tmp_path, runs_di
     assert [(s["reason"], s["indices"]) for s in subs] == [("initial", list(range(6))), ("retry", [5])]
 
 
-def test_one_task_cancelled_from_outside_is_resubmitted(fake, runs_dir, markers):
+def test_one_task_cancelled_from_outside_is_a_recorded_cancel(fake, runs_dir, markers):
+    """Issue 13: an external cancel is a decision, recorded in the run; not resubmitted."""
+    from hpcpar import runstate
+    from hpcpar.rundir import RunDir
+
+    got = []
     with fast(runs_dir) as ex:
         results = ex.map(marked_sleep, range(4), [str(markers)] * 4, [2] * 4, chunksize=1)
         assert wait_for(lambda: (markers / "start-1").exists())
         task = meta_of(runs_dir, ex.run_ids[0])["submissions"][0]["task_ids"][1]
         subprocess.run(fake.cancel_argv([task]), check=True, timeout=30)
-        assert list(results) == [0, 1, 4, 9]
-    subs = meta_of(runs_dir, ex.run_ids[0])["submissions"]
-    assert [s["indices"] for s in subs if s["reason"] == "retry"] == [[1]]
-    assert counts(markers, "done") == {0: 1, 1: 1, 2: 1, 3: 1} and counts(markers, "start")[1] == 2
+        with pytest.raises(JobLostError, match=r"CANCELLED without writing its results \(exit code 3, .*log: "):
+            got.extend(results)
+    assert got == [0]
+    rd = RunDir(runs_dir / ex.run_ids[0])
+    assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
+    rec = runstate.read_outcomes(rd)[task]
+    assert (rec["index"], rec["state"], rec["cancelled"], rec["exit_code"]) == (1, "CANCELLED", True, 3)
+    assert counts(markers, "start")[1] == 1 and 1 not in counts(markers, "done")
 
 
 def test_leaving_the_with_block_on_an_error_cancels_the_jobs(fake, runs_dir):

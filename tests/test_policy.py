@@ -1,5 +1,5 @@
 """The retry policy as a table: every job state x results file x walltime warning x retries
-left x cancel request x grace period elapsed, each case checked against the rule table below.
+left x cancel request x grace period elapsed x resubmit_cancelled, each case checked against the rule table below.
 
 The rule table is the specification (first matching row wins; ``*`` matches anything). It is
 written independently of :func:`hpcpar.policy.decide`'s code, as rows a reader can audit.
@@ -18,15 +18,17 @@ A, K, S = Action, ResultKind, JobState
 LIVE = {S.PENDING, S.RUNNING, S.UNKNOWN}
 ANY = "*"
 
-#: (job states, result kinds, warned, retries left, cancel requested, grace elapsed) -> action
+#: (job states, result kinds, warned, retries left, cancel requested, grace elapsed,
+#:  resubmit_cancelled) -> action
 RULES = [
-    (ANY,   {K.COMPLETE}, ANY,   ANY,   ANY,   ANY,   A.RESOLVE),
-    (ANY,   ANY,          ANY,   ANY,   True,  ANY,   A.CANCELLED),   # never resubmitted
-    (LIVE,  ANY,          ANY,   ANY,   ANY,   ANY,   A.WAIT),
-    (ANY,   ANY,          ANY,   ANY,   ANY,   False, A.WAIT),
-    (ANY,   {K.PARTIAL},  True,  ANY,   ANY,   ANY,   A.REQUEUE),     # not a retry
-    (ANY,   ANY,          ANY,   True,  ANY,   ANY,   A.RETRY),
-    (ANY,   ANY,          ANY,   False, ANY,   ANY,   A.LOST),
+    (ANY,   {K.COMPLETE}, ANY,   ANY,   ANY,   ANY,   ANY,   A.RESOLVE),
+    (ANY,   ANY,          ANY,   ANY,   True,  ANY,   ANY,   A.CANCELLED),   # never resubmitted
+    (LIVE,  ANY,          ANY,   ANY,   ANY,   ANY,   ANY,   A.WAIT),
+    (ANY,   ANY,          ANY,   ANY,   ANY,   False, ANY,   A.WAIT),
+    ({S.CANCELLED}, ANY,  ANY,   ANY,   ANY,   ANY,   False, A.CANCELLED),   # an external cancel
+    (ANY,   {K.PARTIAL},  True,  ANY,   ANY,   ANY,   ANY,   A.REQUEUE),     # not a retry
+    (ANY,   ANY,          ANY,   True,  ANY,   ANY,   ANY,   A.RETRY),
+    (ANY,   ANY,          ANY,   False, ANY,   ANY,   ANY,   A.LOST),
 ]
 
 MAX_RETRIES = 2
@@ -34,8 +36,8 @@ GRACE_S = 3.0
 NOW = 1000.0
 
 
-def expected(state, kind, warned, retries_left, cancel, grace_elapsed) -> Action:
-    case = (state, kind, warned, retries_left, cancel, grace_elapsed)
+def expected(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled) -> Action:
+    case = (state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled)
     for *pattern, action in RULES:
         if all(p == ANY or (v in p if isinstance(p, set) else v == p) for p, v in zip(pattern, case, strict=False)):
             return action
@@ -54,20 +56,21 @@ def facts(state, kind, warned, retries_left, grace_elapsed):
 
 
 CASES = list(itertools.product(list(JobState), list(ResultKind), (False, True), (False, True),
-                               (False, True), (False, True)))
+                               (False, True), (False, True), (False, True)))
 
 
 def test_the_table_has_every_case():
-    assert len(CASES) == 11 * 4 * 2 * 2 * 2 * 2 == 704
+    assert len(CASES) == 11 * 4 * 2 * 2 * 2 * 2 * 2 == 1408
 
 
-@pytest.mark.parametrize("state,kind,warned,retries_left,cancel,grace_elapsed", CASES,
-                         ids=lambda v: getattr(v, "name", str(v)))
-def test_decide(state, kind, warned, retries_left, cancel, grace_elapsed):
+@pytest.mark.parametrize("state,kind,warned,retries_left,cancel,grace_elapsed,resubmit_cancelled",
+                         CASES, ids=lambda v: getattr(v, "name", str(v)))
+def test_decide(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled):
     chunk, result = facts(state, kind, warned, retries_left, grace_elapsed)
     got = decide(chunk, state, result, NOW, max_retries=MAX_RETRIES, grace_s=GRACE_S,
-                 cancel_requested=cancel)
-    assert got is expected(state, kind, warned, retries_left, cancel, grace_elapsed)
+                 cancel_requested=cancel, resubmit_cancelled=resubmit_cancelled)
+    assert got is expected(state, kind, warned, retries_left, cancel, grace_elapsed,
+                           resubmit_cancelled)
 
 
 def test_a_cancelled_task_is_never_resubmitted():
@@ -92,10 +95,13 @@ def test_requeue_needs_progress_by_the_latest_attempt():
     assert decide(final, S.TIMEOUT, no_progress, NOW, max_retries=0, grace_s=GRACE_S) is A.LOST
 
 
-def test_an_externally_cancelled_task_is_retried():
-    """`scancel JOB_IDX` by hand (no cancel request in the run folder) is a loss like any other."""
+def test_an_externally_cancelled_task_is_a_cancel_unless_resubmit_cancelled():
+    """`scancel JOB_IDX` by hand (no cancel request in the run folder) is a decision (issue 13),
+    retried only when the user asks (``attach(run, resubmit_cancelled=True)``)."""
     chunk = ChunkFacts(attempts=1, retries=0, final_since=NOW - 60)
-    assert decide(chunk, S.CANCELLED, ResultFacts(), NOW, max_retries=2, grace_s=GRACE_S) is A.RETRY
+    assert decide(chunk, S.CANCELLED, ResultFacts(), NOW, max_retries=2, grace_s=GRACE_S) is A.CANCELLED
+    assert decide(chunk, S.CANCELLED, ResultFacts(), NOW, max_retries=2, grace_s=GRACE_S,
+                  resubmit_cancelled=True) is A.RETRY
 
 
 def test_a_result_complete_is_resolved_even_if_the_job_failed_or_was_cancelled():
