@@ -10,6 +10,8 @@ until no chunk is left::
                          its mtime is the owner's heartbeat (touched every HEARTBEAT_S)
     claims/000042.0.void the driver gave generation 0 back to the pool (its owner died)
     claims/000042.1      worker 5 owns chunk 42 now
+    claims/000042.2      the driver took generation 2 itself: chunk 42 was cancelled (a
+    claims/000042.2.cancel  recorded decision), so no worker can ever claim it (``refuse``)
 
 Why this is safe on NFS
 -----------------------
@@ -47,6 +49,7 @@ from .rundir import CHUNK_DIGITS
 #: seconds between heartbeats (touches of the claim file) of a worker running a chunk
 HEARTBEAT_S = 10.0
 VOID = ".void"
+CANCEL = ".cancel"
 
 
 def claims_dir(run_dir: str | os.PathLike) -> Path:
@@ -83,6 +86,7 @@ class ClaimInfo:
     voided: bool
     mtime: float           #: the claim file's mtime (epoch seconds): the owner's last heartbeat
     name: str
+    refused: bool = False  #: taken by the driver for a cancelled chunk (no worker owns it)
 
 
 def try_claim(run_dir: str | os.PathLike, chunk: int, generation: int, worker: int) -> Claim | None:
@@ -119,11 +123,15 @@ def scan(run_dir: str | os.PathLike) -> dict[int, ClaimInfo]:
     are absent)."""
     out: dict[int, ClaimInfo] = {}
     voids: set[str] = set()
+    refusals: set[str] = set()
     entries: list[tuple[str, float]] = []
     with os.scandir(claims_dir(run_dir)) as it:
         for e in it:
             if e.name.endswith(VOID):
                 voids.add(e.name[:-len(VOID)])
+                continue
+            if e.name.endswith(CANCEL):
+                refusals.add(e.name[:-len(CANCEL)])
                 continue
             with contextlib.suppress(FileNotFoundError):
                 entries.append((e.name, e.stat().st_mtime))
@@ -134,7 +142,7 @@ def scan(run_dir: str | os.PathLike) -> dict[int, ClaimInfo]:
         chunk, generation = int(stem), int(gen)
         known = out.get(chunk)
         if known is None or generation > known.generation:
-            out[chunk] = ClaimInfo(generation, name in voids, mtime, name)
+            out[chunk] = ClaimInfo(generation, name in voids, mtime, name, name in refusals)
     return out
 
 
@@ -147,6 +155,45 @@ def void(run_dir: str | os.PathLike, chunk: int, generation: int) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def refuse(run_dir: str | os.PathLike, chunk: int, attempts: int = 16) -> bool:
+    """Take ``chunk`` out of the pool for good: a cancel decision (the driver's, recorded).
+
+    The driver claims the chunk's next generation itself, by the same exclusive create a worker
+    uses, so no worker can claim it afterwards (a worker only claims the generation after a
+    voided one), and marks it ``<claim>.cancel``. A claim a worker holds is voided first (the
+    worker drops its partial results; a complete result it still writes is harmless). Returns
+    True once the chunk is refused (now or before), False if workers kept winning the race
+    ``attempts`` times.
+    """
+    for _ in range(attempts):
+        info = scan(run_dir).get(chunk)
+        if info is not None and info.refused and not info.voided:
+            return True
+        generation = 0 if info is None else info.generation + 1
+        if info is not None and not info.voided:
+            void(run_dir, chunk, info.generation)
+        path = claims_dir(run_dir) / claim_name(chunk, generation)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue                     # a worker claimed that generation first: void it too
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"worker": None, "cancelled": True, "time": time.time()}))
+        os.close(os.open(str(path) + CANCEL, os.O_WRONLY | os.O_CREAT, 0o600))
+        return True
+    return False
+
+
+def release_refused(run_dir: str | os.PathLike) -> list[int]:
+    """Give every refused (cancelled) chunk back to the pool, by voiding its refusal
+    (``attach(run, resubmit_cancelled=True)``); returns those chunks."""
+    out = []
+    for chunk, info in sorted(scan(run_dir).items()):
+        if info.refused and not info.voided and void(run_dir, chunk, info.generation):
+            out.append(chunk)
+    return out
 
 
 class Claimer:
@@ -188,5 +235,5 @@ class Claimer:
         return None
 
 
-__all__ = ["HEARTBEAT_S", "Claim", "ClaimInfo", "Claimer", "claims_dir", "read_owner", "scan",
-           "try_claim", "void"]
+__all__ = ["HEARTBEAT_S", "Claim", "ClaimInfo", "Claimer", "claims_dir", "read_owner", "refuse",
+           "release_refused", "scan", "try_claim", "void"]

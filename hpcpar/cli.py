@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -150,10 +152,16 @@ def cmd_submit(a) -> int:
     rd = runstate.create_run(backend.runs_root(), prefix=name, meta={
         "backend": backend.name, "kind": "command", "job_name": name, "n_chunks": n,
         "command": command, "resources": backend.resources.to_json(), "submissions": []})
+    runstate.outcomes_dir(rd).mkdir(mode=0o700, exist_ok=True)
     array_file = None
     if a.array_file:
-        array_file = rd.path / "commands.txt"
-        atomic_write(array_file, "\n".join(lines).encode() + b"\n")
+        atomic_write(rd.path / "commands.txt", "\n".join(lines).encode() + b"\n")   # as given
+        array_file = rd.path / "commands.run.txt"        # each line records its exit code
+        atomic_write(array_file, "".join(
+            _recording(line, runstate.exit_record_path(rd, i)) + "\n"
+            for i, line in enumerate(lines)).encode())
+    elif command:
+        command = ["bash", "-c", _recording(shlex.join(command), runstate.exit_record_path(rd, 0))]
     max_array_size = backend.probe().get("max_array_size")
     ctx = backend.script_context(name, command, run_dir=str(rd.path), log_dir=str(rd.logs_dir),
                                  array_file=str(array_file) if array_file else None,
@@ -178,6 +186,14 @@ def cmd_submit(a) -> int:
     print(f"submitted job {jobs} ({n} array task{'s' * (n != 1)}); run {rd.run_id}")
     print(f"  logs: {rd.logs_dir}   follow with: hpcpar status {rd.run_id}")
     return 0
+
+
+def _recording(line: str, record: Path) -> str:
+    """A shell line running ``line`` with bash, then writing its exit code to ``record``
+    (atomically: a temporary file renamed), and exiting with it. Every value is quoted."""
+    tmp = f"{record}.tmp"
+    return (f"bash -c {shlex.quote(line)}; rc=$?; printf '%s\\n' \"$rc\" > {shlex.quote(tmp)} "
+            f"&& mv -f {shlex.quote(tmp)} {shlex.quote(str(record))}; exit $rc")
 
 
 def cmd_config(a) -> int:
@@ -232,34 +248,68 @@ def cmd_runs(a) -> int:
 
 
 def cmd_status(a) -> int:
+    """A run's progress. What the scheduler says now is recorded in the run folder (each ended
+    array task's state, exit code, logs and command; the run's end), so it is still shown
+    after the driver is gone and after the scheduler forgets the jobs."""
+    from .observe import observe, task_views
     from .runs import resolve_run, summary
 
     rd = resolve_run(a.run, a.runs_dir)
-    s = summary(rd)
     meta = rd.read_meta()
-    created = datetime.datetime.fromtimestamp(s["created"]).isoformat(timespec="seconds")
-    print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
-          f"{s['job_name']}, created {created})\nstate    {s['state']}\nresults  {s['results']} of "
-          f"{s['chunks']} chunks\njobs     {', '.join(s['job_ids']) or '-'}")
-    if s["job_ids"] and not s["phase"].finished:
-        backend = _run_backend(meta)
-        try:
-            states = backend.poll(s["job_ids"])
-        except HpcparError as exc:
-            print(f"(could not ask the scheduler: {exc})")
-            return 0
-        from .backends.batch import describe_statuses  # state (pending reason): count
+    statuses: dict = {}
+    spec = None
+    note = ""
+    if meta.get("submissions"):
+        from . import runstate
 
-        print("tasks    " + (describe_statuses(states.values()) or
-                             "none known to the scheduler any more"))
+        backend = _run_backend(meta)
+        spec = getattr(backend, "spec", None)
+        if spec is not None and not runstate.shown_phase(rd, meta).finished:
+            try:
+                statuses = observe(rd, backend)
+            except HpcparError as exc:
+                note = f"(could not ask the scheduler: {exc})"
+            except OSError as exc:
+                note = f"(could not record what the scheduler said in {rd.path}: {exc})"
+    s = summary(rd)
+    created = datetime.datetime.fromtimestamp(s["created"]).isoformat(timespec="seconds")
+    done = (f"results  {s['results']} of {s['chunks']} chunks" if s["kind"] != "command"
+            else f"ended    {s['results']} of {s['chunks']} array tasks")
+    print(f"run      {s['run_id']}\nfolder   {rd.path}\nbackend  {s['backend']}  ({s['kind']}, job name "
+          f"{s['job_name']}, created {created})\nstate    {s['state']}\n{done}\n"
+          f"jobs     {', '.join(s['job_ids']) or '-'}")
+    if note:
+        print(note)
+    if spec is None:
+        return 0
+    views = task_views(rd, statuses, spec)
+    counts: dict[str, int] = {}
+    for v in views:
+        if v.state != "UNKNOWN" or v.recorded:
+            key = v.state + (" (recorded)" if v.recorded else f" ({v.reason})" if v.reason else "")
+            counts[key] = counts.get(key, 0) + 1
+    if len(views) - sum(counts.values()):
+        counts["not known to the scheduler, nothing recorded"] = len(views) - sum(counts.values())
+    print("tasks    " + (", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "-"))
+    for v in views:
+        if not v.failed:
+            continue
+        code = "unknown" if v.exit_code is None else v.exit_code
+        what = "cancelled" if v.cancelled else "failed"
+        print(f"{what:9s}index {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
+        if v.command is not None:
+            print(f"         command: {v.command}")
+        print(f"         log: {v.logs[-1]}")
     return 0
 
 
 def cmd_logs(a) -> int:
-    from .runs import resolve_run
+    from .runs import resolve_run, tail_lines
 
     rd = resolve_run(a.run, a.runs_dir)
     meta = rd.read_meta()
+    if a.tail is not None and a.tail < 0:
+        raise HpcparError("--tail takes a count of lines >= 0")
     subs = [s for s in meta.get("submissions", []) if a.task is None or a.task in s["indices"]]
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
@@ -276,7 +326,11 @@ def cmd_logs(a) -> int:
                 path = rd.logs_dir / f"{stem}.{ext}"
                 if path.is_file():
                     print(f"==> {path} <==")
-                    print(path.read_text(errors="replace"), end="")
+                    if a.tail is None:
+                        with open(path, errors="replace") as fh:
+                            shutil.copyfileobj(fh, sys.stdout)
+                    else:
+                        sys.stdout.write(tail_lines(path, a.tail))
                     shown += 1
     if not shown:
         print(f"no log files yet in {rd.logs_dir}", file=sys.stderr)
@@ -325,14 +379,70 @@ def cmd_cancel(a) -> int:
 
 
 def cmd_clean(a) -> int:
-    from .runs import clean
+    """Remove run folders: finished ones not modified for ``--older-than`` (``0s``: any age);
+    with ``--all``, every run whatever its state (the unfinished ones' jobs are cancelled
+    first, as ``hpcpar cancel`` does). A run whose driver is gone is first looked at (one
+    status call), so one that ended unobserved counts as finished."""
+    from .rundir import RunDir
+    from .runs import clean, list_runs
 
-    removed = clean(parse_walltime(a.older_than, "--older-than") or 0, a.runs_dir, dry_run=a.dry_run)
+    older_than = _age(a.older_than) if a.older_than is not None else (0 if a.all else 7 * 86400)
+    for rd in list_runs(a.runs_dir):            # learn how unobserved runs ended
+        _observe_quietly(rd)
+    targets = clean(older_than, a.runs_dir, dry_run=True, all_states=a.all)
+    removed = []
+    for path in targets:
+        if not a.dry_run:
+            _cancel_unfinished(RunDir(path))   # --all: an unfinished run's jobs go first
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                print(f"hpcpar clean: could not remove {path}: {exc}", file=sys.stderr)
+                continue
+        removed.append(path)
     verb = "would remove" if a.dry_run else "removed"
     for p in removed:
         print(f"{verb} {p}")
     print(f"{verb} {len(removed)} run folder(s)")
-    return 0
+    return 0 if len(removed) == len(targets) else 1
+
+
+def _age(text: str) -> float:
+    """``--older-than``: a duration as for walltimes, or zero (``0``, ``0s``, ``0d``)."""
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[a-zA-Z]*\s*", text):
+        return 0.0
+    return float(parse_walltime(text, "--older-than") or 0)
+
+
+def _observe_quietly(rd) -> None:
+    from . import runstate
+    from .observe import observe
+
+    try:
+        meta = runstate.read(rd)
+        if runstate.shown_phase(rd, meta).finished or not meta.get("submissions"):
+            return
+        backend = _run_backend(meta)
+        if getattr(backend, "spec", None) is not None:
+            observe(rd, backend)
+    except (HpcparError, OSError, ValueError, KeyError) as exc:
+        print(f"hpcpar clean: note: could not look at run {rd.run_id}: {exc}", file=sys.stderr)
+
+
+def _cancel_unfinished(rd) -> None:
+    """Before ``clean --all`` removes an unfinished run: record a cancel and cancel its jobs."""
+    from . import runstate
+
+    try:
+        meta = runstate.read(rd)
+        if runstate.shown_phase(rd, meta).finished:
+            return
+        runstate.request_cancel(rd)
+        ids = sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j))
+        if ids:
+            _run_backend(meta).cancel_ids(ids)
+    except (HpcparError, OSError, ValueError, KeyError) as exc:
+        print(f"hpcpar clean: note: could not cancel run {rd.run_id}: {exc}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,8 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("run", help="run id or run folder path")
         if name == "logs":
             s.add_argument("--task", type=int, help="array task (chunk) index")
+            s.add_argument("--tail", type=int, metavar="N",
+                           help="only the last N lines of each log (read from its end)")
         if name == "clean":
-            s.add_argument("--older-than", default="7d", help='age, e.g. "7d", "12h" (default 7d)')
+            s.add_argument("--older-than", default=None, metavar="AGE",
+                           help='age since last change, e.g. "7d", "12h", "0s" (any age); '
+                                "default 7d, or any age with --all")
+            s.add_argument("--all", action="store_true",
+                           help="every run whatever its state; unfinished runs' jobs are "
+                                "cancelled first")
             s.add_argument("--dry-run", action="store_true", help="only list what would go")
         s.add_argument("--runs-dir", help="runs folder (default $HPCPAR_RUNS_DIR or the user data dir)")
         s.set_defaults(fn=fn)

@@ -10,6 +10,7 @@ Every error derives from :class:`HpcparError`::
     │   └── StatusError          the status command failed or timed out
     ├── JobLostError             an array task ended without writing its results
     ├── PendingBlockedError      an array task pends for a reason that cannot resolve by itself
+    ├── RunFolderError           a run's folder vanished or became unreadable while it ran
     ├── SerializationError       a function or argument cannot be pickled (also a TypeError)
     └── TaskError                a task raised, and its exception could not be sent back as itself
 
@@ -109,22 +110,44 @@ class JobLostError(HpcparError):
     job_id : str
         The array task's job id, e.g. ``"1234_7"``.
     exit_code : int or None
+        From accounting, ``scontrol show job`` (SLURM without accounting) or the status call.
     stderr_tail : str
         The last lines of the array task's stderr log, if it exists.
+    log_path : str or None
+        The array task's stderr log.
     """
 
     def __init__(self, state, job_id: str, exit_code: int | None = None,
-                 stderr_tail: str = "", attempts: int = 1):
+                 stderr_tail: str = "", attempts: int = 1, log_path: str | None = None):
         self.state = state
         self.job_id = job_id
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
         self.attempts = attempts
+        self.log_path = log_path
+        code = "unknown" if exit_code is None else exit_code
         msg = (f"job {job_id} ended {getattr(state, 'name', state)} without writing its results "
-               f"(exit code {exit_code}, {attempts} attempt(s))")
+               f"(exit code {code}, {attempts} attempt(s))")
+        if log_path:
+            msg += f"; log: {log_path}"
         if stderr_tail.strip():
             msg += "; last lines of its stderr:\n" + stderr_tail.rstrip()
         super().__init__(msg)
+
+
+class RunFolderError(HpcparError):
+    """A run's folder vanished or became unreadable while the run was being watched.
+
+    Attributes
+    ----------
+    path : str
+        The run folder.
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        super().__init__(f"run folder {path} {reason}; the run cannot finish (its array tasks "
+                         "read their inputs and write their results there)")
 
 
 class PendingBlockedError(HpcparError):

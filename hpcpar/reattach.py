@@ -9,13 +9,19 @@ Everything a run needs is in its folder, so a new process can pick it up::
 Chunks with a complete results file resolve at once; chunks whose array task is still pending
 or running are watched (one status call per poll, as for a live executor); chunks whose job
 ended without results are resubmitted (only those indices), counting retries already spent.
-A run with a cancel request (``hpcpar cancel``) is not resubmitted: its unfinished chunks are
-cancelled.
+A cancel is a recorded decision: a run with a cancel request (``hpcpar cancel``, the driver's
+``shutdown(cancel=True)`` or signals) is not resubmitted, and neither is an array task whose
+outcome records a cancel (a cancelled future, an external ``scancel``); those chunks raise
+:class:`concurrent.futures.CancelledError` or :class:`~hpcpar.JobLostError` (state CANCELLED)
+unless ``attach(run, resubmit_cancelled=True)``. Every outcome the watcher learns is recorded in
+the run folder, and the run's final phase is written once every chunk has ended, so
+``hpcpar runs`` shows it done (or failed, cancelled) afterwards.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import os
@@ -23,15 +29,16 @@ import pickle
 from concurrent.futures import Future
 from typing import Any
 
-from . import aggregate
+from . import aggregate, claims
 from .backends import create
 from .backends.batch import BatchBackend
 from .config import Options
-from .errors import ConfigError
+from .errors import ConfigError, HpcparError
 from .executor import outcome_value
 from .resources import Resources
 from .runs import resolve_run
-from .runstate import Run
+from .runstate import Run, withdraw_cancel
+from .watcher import observe_claims
 
 
 class AttachedRun:
@@ -61,23 +68,49 @@ class AttachedRun:
 
     def status(self) -> dict[str, int]:
         """Chunks by state: ``done``, ``failed``, ``cancelled``, ``pending``, ``running``, ``lost``
-        (ended without results, about to be resubmitted)."""
+        (ended without results, about to be resubmitted). Right after :func:`attach` it shows
+        what one status call said (running tasks as running), and recorded cancels."""
         out = {"done": 0, "failed": 0, "cancelled": 0, "pending": 0, "running": 0, "lost": 0}
         for c in self._run.chunks.values():
             f = c.future
-            if f.cancelled():
+            if _cancelled(f):
                 out["cancelled"] += 1
             elif f.done():
                 out["failed" if f.exception() else "done"] += 1
+            elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
+                out["done"] += 1                # ended with results, about to be collected
+            elif self._run.pull and self._complete(c.index):
+                out["done"] += 1                # its worker went on to other chunks
+            elif self._run.chunk_cancel_requested(c):
+                out["cancelled"] += 1           # a recorded cancel, about to be honoured
             elif c.state.is_live:
                 out["running" if c.state.name == "RUNNING" else "pending"] += 1
             else:
                 out["lost"] += 1
         return out
 
+    def _complete(self, index: int) -> bool:
+        """Chunk ``index`` has a complete results file (a pull run's worker may still run)."""
+        if not self._run.rd.result_path(index).exists():
+            return False
+        try:
+            result = self._run.rd.read_result(index)
+        except Exception:  # noqa: BLE001 (unreadable for now: the watcher decides)
+            return False
+        return result is not None and result.complete
+
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every chunk has finished (or ``timeout`` seconds pass)."""
-        concurrent.futures.wait(self.futures, timeout=timeout)
+        """Block until every chunk has finished (or ``timeout`` seconds pass); once all have,
+        the run's final phase is in run.json when this returns."""
+        done, _ = concurrent.futures.wait(self.futures, timeout=timeout)
+        if len(done) == len(self.futures):
+            with self._run.lock:
+                live = bool(self._run.unfinished)
+            if not live:
+                try:
+                    self._run.settle()
+                except OSError:
+                    pass            # the folder is gone: the futures say why
 
     def results(self, timeout: float | None = None) -> Any:
         """The run's results, as the original call would have returned them.
@@ -87,6 +120,12 @@ class AttachedRun:
         returns it (see :meth:`hpcpar.Executor.map_reduce`).
         """
         self.wait(timeout)
+        cancelled = [i for i, f in enumerate(self.futures) if _cancelled(f)]
+        if cancelled:
+            raise concurrent.futures.CancelledError(
+                f"run {self.run_id}: chunk(s) {cancelled} were cancelled (a recorded cancel: "
+                f"`hpcpar cancel`, shutdown or a signal) and are not resubmitted; "
+                f"hpcpar.attach({self.run_id!r}, resubmit_cancelled=True) runs them again")
         chunks = [f.result(timeout=0) for f in self.futures]
         if self.kind != "map_reduce":
             return [outcome_value(o) for r in chunks for o in r.outcomes]
@@ -102,13 +141,18 @@ class AttachedRun:
         self._backend.cancel_run(self._run)
 
 
-def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **options: Any) -> AttachedRun:
+def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, *,
+           resubmit_cancelled: bool = False, **options: Any) -> AttachedRun:
     """Re-attach to the run ``run`` (a run id or a run folder path).
 
     Parameters
     ----------
     run : str or path
         Run id (looked up in ``runs_dir``, default ``$HPCPAR_RUNS_DIR`` or the user data dir) or path.
+    resubmit_cancelled : bool, default False
+        Run the cancelled chunks again: withdraw the run's cancel request, forget the recorded
+        cancels, and retry tasks the scheduler reports CANCELLED (within ``max_retries``).
+        Without it, cancelled chunks are never resubmitted and raise.
     **options
         Executor options to override those recorded in ``run.json`` (e.g. ``max_retries``,
         ``poll_interval_s``).
@@ -136,9 +180,46 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, **
         raise ConfigError(f"run {rd.run_id} used the {meta['backend']!r} backend, which keeps "
                           "nothing on disk")
     batch_run = Run.reopen(rd, backend.spec.job_id_of)
+    if resubmit_cancelled:
+        withdraw_cancel(rd)
+        batch_run.cancelled.clear()
+        batch_run.resubmit_cancelled = True
+        if batch_run.pull:              # cancelled chunks go back to the pool
+            claims.release_refused(rd.path)
+    elif batch_run.pull:                # chunks the driver took out of the pool (cancelled)
+        batch_run.cancelled |= {i for i, info in claims.scan(rd.path).items()
+                                if info.refused and not info.voided}
+    _first_look(backend, batch_run)
     backend.watch(batch_run)
     attached = AttachedRun(backend, batch_run)
     return attached
+
+
+def _cancelled(f: Future) -> bool:
+    """Cancelled, or failed by a cancel while it ran (a running chunk's future cannot be
+    cancelled, so it fails with CancelledError)."""
+    return f.cancelled() or (f.done() and isinstance(f.exception(), concurrent.futures.CancelledError))
+
+
+def _first_look(backend: BatchBackend, run: Run) -> None:
+    """One status call before watching, so :meth:`AttachedRun.status` shows running tasks as
+    running at once (not pending until the watcher's first poll)."""
+    jobs = sorted({c.job_id for c in run.chunks.values() if c.job_id}
+                  | {run.worker_jobs[t] for t in run.live_workers()}, key=lambda j: (len(j), j))
+    if not jobs:
+        return
+    try:
+        statuses = backend.poll(jobs)
+    except HpcparError:
+        return                      # the watcher retries, and reports a lasting failure
+    if run.pull:                    # chunks show the state of the worker holding their claim
+        with contextlib.suppress(OSError):
+            observe_claims(run, statuses)
+        return
+    for c in run.chunks.values():
+        st = statuses.get(c.task_id or "")
+        if st is not None:
+            c.status = st
 
 
 __all__ = ["AttachedRun", "attach"]

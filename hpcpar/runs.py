@@ -50,25 +50,35 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunDir]:
 
 
 def summary(rd: RunDir) -> dict:
+    """A run's description for ``hpcpar runs`` and ``status``: its phase as recorded, or as its
+    recorded outcomes imply (:func:`hpcpar.runstate.shown_phase`); ``results`` counts results
+    files, or for a command run its array tasks with a recorded end."""
     meta = rd.read_meta()
     n = meta.get("n_chunks", 0)
-    results = rd.result_mtimes()
+    if meta.get("kind") == "command":
+        outcomes = runstate.read_outcomes(rd)
+        ended = sum(runstate.task_ended(outcomes.get(t))
+                    for t in runstate.latest_tasks(meta).values())
+    else:
+        ended = len(rd.result_mtimes())
+    phase = runstate.shown_phase(rd, meta)
     return {
         "run_id": rd.run_id,
         "backend": meta.get("backend", "?"),
         "kind": meta.get("kind", "?"),
         "job_name": meta.get("job_name", "?"),
-        "state": runstate.shown_phase(rd, meta).value,
-        "phase": runstate.shown_phase(rd, meta),
+        "state": phase.value,
+        "phase": phase,
         "chunks": n,
-        "results": len(results),
+        "results": ended,
         "job_ids": sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j)),
         "created": meta.get("created", 0.0),
     }
 
 
 def clean(older_than_s: float, runs_dir=None, dry_run: bool = False, all_states: bool = False) -> list[Path]:
-    """Remove finished run folders not modified for ``older_than_s`` seconds; returns them."""
+    """Remove run folders not modified for ``older_than_s`` seconds (0: any age) that are
+    finished (or, with ``all_states``, in any state); returns them."""
     removed = []
     now = time.time()
     for rd in list_runs(runs_dir):
@@ -84,3 +94,27 @@ def clean(older_than_s: float, runs_dir=None, dry_run: bool = False, all_states:
         if not dry_run:
             shutil.rmtree(rd.path)
     return removed
+
+
+def tail_lines(path: str | os.PathLike, n: int, block_bytes: int = 65536) -> str:
+    """The last ``n`` lines of the file ``path``, read backwards from its end in blocks of
+    ``block_bytes``, so a log of gigabytes costs about as much as its last lines.
+
+    Returns
+    -------
+    str
+        The lines (decoded as UTF-8, bad bytes replaced), with their newlines.
+    """
+    if n <= 0:
+        return ""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos, data = end, b""
+        # n lines need n + 1 newlines before them, unless the file starts first
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block_bytes, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-n:]).decode(errors="replace")

@@ -9,6 +9,22 @@ Other processes *ask* through the run folder instead of rewriting it: ``hpcpar c
 writes ``cancel-requested`` (:func:`request_cancel`); the run's watcher, in a live driver or
 a later :func:`hpcpar.attach`, cancels the unfinished chunks and records ``cancelled``.
 
+Outcomes. Whoever learns how an array task ended (a driver's watcher, ``attach``,
+``hpcpar status``) records it with :func:`record_outcome` in ``outcomes/<task id>.json``, one
+small file per array task, written once and atomically (an observation is a fact: a later one
+only fills the fields an earlier one lacked). Separate files, not run.json, because several
+processes observe at once and run.json is written whole by its driver: no lost updates, no
+locks. A run whose recorded phase is not final is shown with the phase its outcomes imply
+(:func:`observed_phase`), and :func:`record_observed_end` writes that final phase into
+run.json under a lock (``.run.lock``) that :meth:`Run.save` takes too, so ``hpcpar runs``,
+``status`` and ``clean`` tell the truth after the driver is gone and after the scheduler
+forgets the jobs.
+
+A cancel is a recorded decision: ``cancel-requested`` for the whole run (``hpcpar cancel``,
+``shutdown(cancel=True)``, the driver's signals), or an outcome with ``"cancelled": true`` for
+one array task (a cancelled future, an external cancel that left no result). Later watchers
+and :func:`hpcpar.attach` never resubmit those unless asked (``resubmit_cancelled=True``).
+
 ``run.json`` (schema, version 1)::
 
     run_id, created (epoch s), state (a RunPhase value), backend, kind, mode, job_name,
@@ -27,13 +43,15 @@ a later :func:`hpcpar.attach`, cancels the unfinished chunks and records ``cance
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import fcntl
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +61,8 @@ from .rundir import RunDir, atomic_write
 from .states import JobState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .rundir import ChunkResult
 
 
@@ -133,14 +153,227 @@ def cancel_requested(rd: RunDir) -> bool:
     return rd.cancel_request_path.exists()
 
 
-def shown_phase(rd: RunDir, meta: Mapping[str, Any]) -> RunPhase:
-    """The phase to show a user: the recorded one, or CANCELLED once a cancel is requested
-    for a run not finished (its driver may be gone, and cannot record it)."""
+def withdraw_cancel(rd: RunDir) -> bool:
+    """Remove the run's cancel request (``attach(..., resubmit_cancelled=True)``); False if none."""
+    try:
+        rd.cancel_request_path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# -- outcomes: one record per array task, by whoever observes its end ----------------------------
+def outcomes_dir(rd: RunDir) -> Path:
+    return rd.path / "outcomes"
+
+
+def _outcome_path(rd: RunDir, task_id: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "._-[]" else "_" for ch in task_id)
+    return outcomes_dir(rd) / f"{safe}.json"
+
+
+def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | None = None,
+                   native: str = "", exit_code: int | None = None, observed_by: str = "",
+                   logs: Sequence[str] = (), command: str | None = None,
+                   results: str | None = None, error: bool = False,
+                   cancelled: bool = False, worker: bool = False) -> dict:
+    """Record how array task ``task_id`` (of chunk ``index``) ended, in ``outcomes/``.
+
+    An existing record keeps the fields it has; this one fills the others (the first observer
+    of a final state is right, a later one may only add an exit code or a cancel).
+
+    A pull run's array task is a worker (:mod:`hpcpar.claims`) that holds many chunks over its
+    life, so with ``worker=True`` the record is the worker's: ``index`` is None, and what is
+    said of chunk ``index`` (``results``, ``error``, ``cancelled``) goes into its ``chunks``
+    map (chunk index as a string -> those fields), which names every chunk the worker held
+    that an observer recorded.
+
+    Parameters
+    ----------
+    state : JobState or None
+        The scheduler's final verdict (None: not known, e.g. results complete while running).
+    exit_code : int or None
+        From accounting, ``scontrol show job`` or the status call.
+    observed_by : str
+        ``"watcher"``, ``"attach"``, ``"status"``...
+    logs : sequence of str
+        Paths of the task's standard output and error logs.
+    command : str or None
+        The command line of a command array's task.
+    results : str or None
+        ``"complete"``, ``"partial"`` or ``"absent"``.
+    error : bool
+        The task (or one of the chunk's tasks) raised.
+    cancelled : bool
+        A cancel decision: the task is not to be resubmitted.
+    worker : bool
+        ``task_id`` is a pulling worker (a pull run), and ``index`` one chunk it held.
+
+    Returns
+    -------
+    dict
+        The record as written.
+
+    Raises
+    ------
+    OSError
+        The run folder is gone or not writable.
+    """
+    path = _outcome_path(rd, task_id)
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    per_chunk = {"results": results, "error": error or None, "cancelled": cancelled or None}
+    new = {"index": None if worker else index, "task_id": task_id,
+           "state": state.value if state is not None else None, "native": native or None,
+           "exit_code": exit_code, "observed_by": observed_by, "logs": list(logs) or None,
+           "command": command, **({} if worker else per_chunk), "time": time.time()}
+    merged = {**new, **{k: v for k, v in old.items() if v is not None}}
+    if worker:
+        held = {str(k): dict(v) for k, v in (old.get("chunks") or {}).items()}
+        mine = held.setdefault(str(index), {})
+        mine.update({k: v for k, v in per_chunk.items() if v is not None and k not in mine})
+        if cancelled:
+            mine["cancelled"] = True
+        merged["chunks"] = held
+    elif cancelled:
+        merged["cancelled"] = True
+    if merged == old:
+        return old
+    outcomes_dir(rd).mkdir(mode=0o700, exist_ok=True)
+    atomic_write(path, (json.dumps(merged, sort_keys=True) + "\n").encode())
+    return merged
+
+
+def exit_record_path(rd: RunDir, index: int) -> Path:
+    """``outcomes/line-<index>.exit``: the exit code a command run's job script wrote for its
+    line ``index`` (``hpcpar submit``), the record that outlives the scheduler's memory even
+    when nobody looked while it remembered."""
+    return outcomes_dir(rd) / f"line-{index}.exit"
+
+
+def read_exit_record(rd: RunDir, index: int) -> int | None:
+    """The exit code the job script recorded for line ``index``; None if none (yet)."""
+    try:
+        text = exit_record_path(rd, index).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def read_outcomes(rd: RunDir) -> dict[str, dict]:
+    """Task id -> its outcome record (unreadable records are skipped)."""
+    out: dict[str, dict] = {}
+    try:
+        paths = sorted(outcomes_dir(rd).glob("*.json"))
+    except OSError:
+        return out
+    for p in paths:
+        try:
+            rec = json.loads(p.read_text())
+            out[str(rec["task_id"])] = rec
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def latest_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
+    """Chunk index -> the task id of its latest submission (empty for an old run.json)."""
+    try:
+        return {i: tasks[-1][0] for i, tasks in recorded_tasks(dict(meta)).items()}
+    except ConfigError:
+        return {}
+
+
+def task_ended(rec: Mapping[str, Any] | None) -> bool:
+    """True if an outcome record says its task ended (final state, complete results, cancel)."""
+    if not rec:
+        return False
+    if rec.get("cancelled") or rec.get("results") == "complete":
+        return True
+    state = rec.get("state")
+    return state is not None and state not in ("PENDING", "RUNNING", "UNKNOWN")
+
+
+def _failed(rec: Mapping[str, Any]) -> bool:
+    if rec.get("error"):
+        return True
+    if rec.get("results") == "complete":
+        return False
+    if rec.get("exit_code") not in (None, 0):
+        return True
+    return rec.get("state") not in (None, "COMPLETED")
+
+
+def observed_phase(rd: RunDir, meta: Mapping[str, Any],
+                   outcomes: Mapping[str, Mapping[str, Any]] | None = None) -> RunPhase | None:
+    """The final phase the recorded outcomes imply: DONE, FAILED or CANCELLED once the latest
+    array task of every chunk has an outcome that ended it; None while any has not."""
+    latest = latest_tasks(meta)
+    n = int(meta.get("n_chunks") or 0)
+    if not latest or len(latest) < n:
+        return None
+    outcomes = read_outcomes(rd) if outcomes is None else outcomes
+    recs = [outcomes.get(tid) for tid in latest.values()]
+    if not all(task_ended(r) for r in recs):
+        return None
+    ended = [r for r in recs if r]
+    if any(r.get("cancelled") for r in ended):
+        return RunPhase.CANCELLED
+    if any(_failed(r) for r in ended):
+        return RunPhase.FAILED
+    return RunPhase.DONE
+
+
+@contextlib.contextmanager
+def _locked(rd: RunDir) -> Iterator[None]:
+    """An exclusive lock on the run's ``.run.lock`` (fcntl, as NFSv4 supports) while run.json
+    is written, so an observer's phase never interleaves with its driver's write."""
+    with open(rd.path / ".run.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def record_observed_end(rd: RunDir) -> RunPhase | None:
+    """Write the phase the outcomes imply into run.json if the recorded one is not final
+    (the driver is gone, or has not seen the end yet). Returns the phase written, or None.
+
+    Raises
+    ------
+    OSError
+        run.json cannot be read or written.
+    """
+    with _locked(rd):
+        meta = read(rd)
+        if shown_phase(rd, meta, observed=False).finished:
+            return None
+        phase = observed_phase(rd, meta)
+        if phase is None:
+            return None
+        meta["state"] = phase.value
+        meta["ended_by"] = "observer"
+        _write(rd, meta)
+        return phase
+
+
+def shown_phase(rd: RunDir, meta: Mapping[str, Any], observed: bool = True) -> RunPhase:
+    """The phase to show a user: the recorded one if final; else, with ``observed``, the final
+    phase the recorded outcomes imply (:func:`observed_phase`); else CANCELLED once a cancel is
+    requested (its driver may be gone, and cannot record it); else the recorded one."""
     try:
         recorded = phase_of(meta)
     except ValueError:
         recorded = RunPhase.CREATED
-    if not recorded.finished and cancel_requested(rd):
+    if recorded.finished:
+        return recorded
+    seen = observed_phase(rd, meta) if observed else None
+    if seen is not None:
+        return seen
+    if cancel_requested(rd):
         return RunPhase.CANCELLED
     return recorded
 
@@ -207,6 +440,10 @@ class Run:
             for w, tid in zip(sub.get("workers", ()), sub.get("task_ids", ()), strict=False):
                 self.workers[w] = tid
                 self.worker_jobs[tid] = sub["job_id"]
+        #: chunks whose latest array task has a recorded cancel decision (never resubmitted)
+        self.cancelled: set[int] = set()
+        #: treat tasks the scheduler reports CANCELLED as lost, to retry (attach's option)
+        self.resubmit_cancelled = False
 
     @classmethod
     def reopen(cls, rd: RunDir, job_id_of: Callable[[str], str]) -> Run:
@@ -228,7 +465,35 @@ class Run:
             c.job_id = job_id_of(c.task_id)
             c.attempts = len(tasks)
             c.retries = sum(reason == SubmitReason.RETRY for _, reason in tasks)
-        return cls(rd, chunks, meta)
+        run = cls(rd, chunks, meta)
+        outcomes = read_outcomes(rd)
+        run.cancelled = {i for i, c in chunks.items()
+                         if (outcomes.get(c.task_id or "") or {}).get("cancelled")}
+        if run.pull:            # a worker's record names the chunks it held (and their cancels)
+            run.cancelled = {int(i) for rec in outcomes.values()
+                             for i, held in (rec.get("chunks") or {}).items()
+                             if held.get("cancelled") and str(i).isdigit() and int(i) in chunks}
+        return run
+
+    def chunk_cancel_requested(self, c: ChunkState) -> bool:
+        """True if the whole run, or chunk ``c``'s latest task, has a recorded cancel."""
+        return c.index in self.cancelled or self.cancel_requested()
+
+    def record_outcome(self, c: ChunkState, observed_by: str = "watcher", **fields: Any) -> None:
+        """Record how chunk ``c``'s latest array task ended (:func:`record_outcome`; in a pull
+        run, in the record of the worker holding ``c``'s claim, if any); a ``cancelled=True``
+        record also joins :attr:`cancelled`. OSError (the run folder is gone) is the caller's
+        to handle."""
+        if fields.get("cancelled"):
+            self.cancelled.add(c.index)
+        if not c.task_id:
+            return
+        st = c.status
+        fields.setdefault("state", st.state if st is not None and not st.state.is_live else None)
+        fields.setdefault("native", getattr(st, "native", "") or "")
+        fields.setdefault("exit_code", getattr(st, "exit_code", None))
+        record_outcome(self.rd, c.index, c.task_id, observed_by=observed_by, worker=self.pull,
+                       **fields)
 
     @property
     def futures(self) -> list[Future]:
@@ -330,8 +595,9 @@ class Run:
         return phase
 
     def save(self) -> None:
-        """Write the record to ``run.json`` (atomically; the whole record, never merged)."""
-        with self._write_lock:
+        """Write the record to ``run.json`` (atomically; the whole record, never merged), under
+        the run's file lock (an observer may be recording the end)."""
+        with self._write_lock, _locked(self.rd):
             _write(self.rd, self.meta)
 
     def submitted_job_ids(self) -> Sequence[str]:
@@ -350,11 +616,21 @@ __all__ = [
     "SubmitReason",
     "cancel_requested",
     "create_run",
+    "exit_record_path",
+    "latest_tasks",
+    "observed_phase",
+    "outcomes_dir",
     "phase_of",
     "read",
+    "read_exit_record",
+    "read_outcomes",
+    "record_observed_end",
+    "record_outcome",
     "recorded_tasks",
     "request_cancel",
     "shown_phase",
+    "task_ended",
+    "withdraw_cancel",
 ]
 
 

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from . import claims
 from ._futures import mark_running
-from .errors import HpcparError, JobLostError, PendingBlockedError
+from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
 from .rundir import ChunkResult, CorruptFileError
 from .runstate import ChunkState, Run
@@ -55,6 +55,7 @@ class _Status(NamedTuple):
     exit_code: int | None = None
     reason: str = ""
     blocked: bool = False
+    task_id: str = ""          #: pull runs: the worker whose state a pool chunk shows
 
 
 MISSING = _Status(JobState.MISSING)
@@ -260,14 +261,60 @@ class Watcher(threading.Thread):
                     self._finish(run, c, error=exc)
 
     def _cancel(self, port: WatchPort, pairs) -> None:
-        """Futures cancelled by the user: cancel their array tasks, one command."""
+        """Futures cancelled by the user: cancel their array tasks, one command, and record
+        the decision (a later attach does not resubmit them)."""
         ids = []
         for run, c in pairs:
-            with run.lock:                     # a pull run's worker goes on to other chunks
-                if run.unfinished.pop(c.index, None) is not None and not run.pull:
-                    ids.append(c.task_id)
+            with run.lock:
+                if run.unfinished.pop(c.index, None) is None:
+                    continue
+            if run.pull:            # its worker goes on to other chunks; none takes this one
+                self._refuse(run, c)
+            else:
+                ids.append(c.task_id)
+            self._record(run, c, port, cancelled=True)
         port.cancel([i for i in ids if i])
         self._settle(run for run, _ in pairs)
+
+    def _record(self, run: Run, c: ChunkState, port: WatchPort, **fields: Any) -> None:
+        """Record chunk ``c``'s latest task's outcome in the run folder (logged if it fails)."""
+        if c.task_id:
+            stem = run.rd.logs_dir / port.log_stem(c.task_id)
+            fields.setdefault("logs", [f"{stem}.out", f"{stem}.err"])
+        try:
+            run.record_outcome(c, **fields)
+        except OSError as exc:
+            log.warning("cannot record the outcome of %s in %s: %s", c.task_id, run.rd.path, exc)
+
+    def _refuse(self, run: Run, c: ChunkState) -> None:
+        """A pull run's chunk ``c`` is cancelled (a recorded decision): take it out of the pool
+        for good (:func:`hpcpar.claims.refuse`), so no worker claims it, now or after attach."""
+        try:
+            if not claims.refuse(run.rd.path, c.index):
+                log.warning("%s: workers kept claiming cancelled chunk %d of %s", self.name_,
+                            c.index, run.rd.run_id)
+        except OSError as exc:
+            log.warning("cannot refuse the claims of chunk %d in %s: %s", c.index, run.rd.path,
+                        exc)
+
+    def _folder_gone(self, port: WatchPort, run: Run, exc: OSError) -> None:
+        """The run folder vanished or became unreadable: fail every unfinished chunk with an
+        error naming it, and cancel its array tasks (unless ``detach``: they are the user's)."""
+        reason = ("was deleted" if not run.rd.path.exists()
+                  else "was deleted (its run.json is gone)" if not run.rd.meta_path.exists()
+                  else f"cannot be read ({exc.strerror or exc}: {exc.filename or run.rd.path})")
+        err = RunFolderError(str(run.rd.path), reason)
+        log.error("%s", err)
+        with run.lock:
+            pending = list(run.unfinished.values())
+        if not getattr(self.options, "detach", False):
+            jobs = sorted({c.job_id for c in pending if c.job_id}
+                          | ({run.worker_jobs[t] for t in run.live_workers()} if run.pull
+                             else set()))
+            if jobs:
+                port.cancel(jobs)
+        for c in pending:
+            self._finish(run, c, error=err)
 
     # -- one poll ------------------------------------------------------------------------------
     def _poll(self, port: WatchPort, runs: list[Run]) -> bool:
@@ -285,12 +332,15 @@ class Watcher(threading.Thread):
         for run in runs:
             try:
                 mtimes = run.rd.result_mtimes()
+                if not run.rd.meta_path.is_file():
+                    raise FileNotFoundError(2, "no run.json", str(run.rd.meta_path))
+                if run.pull:
+                    self._observe_claims(run, statuses)
             except OSError as exc:
-                log.warning("cannot list %s: %s", run.rd.results_dir, exc)
+                self._folder_gone(port, run, exc)
+                changed = True
                 continue
-            cancel_requested = run.cancel_requested()
-            if run.pull:
-                self._observe_claims(run, statuses)
+            run_cancel = run.cancel_requested()
             for idx, c in list(run.unfinished.items()):
                 if c.future.cancelled():
                     continue
@@ -312,11 +362,13 @@ class Watcher(threading.Thread):
                     changed = True          # look again soon
                 blocked = c.state is JobState.PENDING and getattr(c.status, "blocked", False)
                 c.blocked_since = (c.blocked_since or now) if blocked else None
-                action = self._decide(c, facts, now, cancel_requested, run)
+                requested = run_cancel or idx in run.cancelled
+                action = self._decide(run, c, facts, now, requested)
                 if action is Action.RESOLVE:
+                    self._record(run, c, port, results="complete")
                     self._finish(run, c, result=c.partial)
                     changed = True
-                elif action is Action.CANCELLED:
+                elif action is Action.CANCELLED and requested:
                     cancels.append((run, c))
                 elif action is Action.BLOCKED:
                     blocked_pairs.append((run, c))
@@ -334,48 +386,18 @@ class Watcher(threading.Thread):
             self._handle_lost(port, settle)
         return changed
 
-    def _decide(self, c: ChunkState, facts: ResultFacts, now: float, cancel_requested: bool,
-                run: Run) -> Action:
+    def _decide(self, run: Run, c: ChunkState, facts: ResultFacts, now: float,
+                cancel_requested: bool) -> Action:
         claimed = (c.claim is not None and not c.claim.voided) if run.pull else None
         return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since,
                                  c.blocked_since),
                       c.state, facts, now, max_retries=self.options.max_retries,
                       grace_s=self.grace_s, cancel_requested=cancel_requested, claimed=claimed,
+                      resubmit_cancelled=run.resubmit_cancelled,
                       blocked_grace_s=getattr(self.options, "blocked_grace_s", float("inf")))
 
     def _observe_claims(self, run: Run, statuses: dict) -> None:
-        """A pull run: each unfinished chunk's status is its claim owner's (lost once its
-        heartbeat stops), or, waiting in the pool, live while any of the run's workers is."""
-        for tid in run.live_workers():
-            run.worker_status[tid] = statuses.get(tid, MISSING)
-        # waiting in the pool: while every live worker pends, a pending worker's status (its
-        # reason; blocked if every one pends for a blocking reason)
-        live = [run.worker_status[t] for t in run.live_workers() if run.worker_status[t] is not None]
-        pending = [s for s in live if s.state is JobState.PENDING]
-        blocked = [s for s in pending if getattr(s, "blocked", False)]
-        pool = IN_POOL if run.live_workers() else MISSING
-        if live and len(pending) == len(live):
-            pool = blocked[0] if len(blocked) == len(live) else pending[0]
-        seen = claims.scan(run.rd.path)
-        run.claims_seen = sum(info.generation + 1 for info in seen.values())
-        wall = time.time()
-        for idx, c in list(run.unfinished.items()):
-            info = c.claim = seen.get(idx)
-            if info is None or info.voided:
-                c.task_id = c.job_id = None
-                c.status = pool
-                continue
-            c.attempts = max(c.attempts, info.generation + 1)
-            owner = run.claim_owners.get(info.name)
-            if owner is None:
-                owner = run.claim_owners[info.name] = claims.read_owner(run.rd.path, info.name)
-            c.task_id = run.workers.get(owner) if owner is not None else None
-            c.job_id = run.worker_jobs.get(c.task_id or "")
-            st = run.worker_status.get(c.task_id) if c.task_id else CLAIMING
-            st = CLAIMING if st is None else st
-            if st.state.is_live and wall - info.mtime > HEARTBEAT_LOST_S:
-                st = _Status(JobState.MISSING, f"no heartbeat for {wall - info.mtime:.0f} s")
-            c.status = st
+        observe_claims(run, statuses)
 
     def _fail_blocked(self, port: WatchPort, pairs: list[tuple[Run, ChunkState]], now: float) -> None:
         """Tasks pending too long for a reason that cannot resolve: cancel them (one command)
@@ -385,6 +407,8 @@ class Watcher(threading.Thread):
                     self.name_, len(ids))
         port.cancel(ids)
         for run, c in pairs:
+            self._record(run, c, port, state=JobState.CANCELLED, error=True,
+                         native=f"PENDING ({getattr(c.status, 'reason', '')})")
             self._finish(run, c, error=PendingBlockedError(
                 c.task_id or "?", getattr(c.status, "reason", ""), now - (c.blocked_since or now),
                 self.name_))
@@ -411,8 +435,11 @@ class Watcher(threading.Thread):
                     continue
             if c.state.is_live and c.task_id:
                 ids.append(c.task_id)
-            if run.pull:
-                ids.extend(run.live_workers())
+            if run.pull and run.cancel_requested():
+                ids.extend(run.live_workers())      # the whole run: every worker goes
+            elif run.pull:
+                self._refuse(run, c)                # one chunk: its worker goes on to others
+            self._record(run, c, port, cancelled=True)
             run.cancel_chunk(c)
         if ids:
             log.warning("%s: cancel requested; cancelling %d array task(s)", self.name_, len(ids))
@@ -435,22 +462,36 @@ class Watcher(threading.Thread):
             result, facts = (self._read(run, c.index) if run.rd.result_path(c.index).exists()
                              else (None, ABSENT))
             c.partial = result
-            action = self._decide(c, facts, now, run.cancel_requested(), run)
+            requested = run.chunk_cancel_requested(c)
+            action = self._decide(run, c, facts, now, requested)
+            kind = facts.kind.value if facts.kind is not ResultKind.CORRUPT else "absent"
             if action is Action.RESOLVE:
+                self._record(run, c, port, results="complete")
                 self._finish(run, c, result=result)
-            elif action is Action.CANCELLED:
+            elif action is Action.CANCELLED and requested:
                 self._cancel_requested(port, [(run, c)])
             elif action in (Action.REQUEUE, Action.RETRY, Action.REFILL):
                 if action is Action.RETRY:
                     log.warning("%s: array task %s ended %s without results; resubmitting "
                                 "(retry %d of %d)", self.name_, c.task_id, c.state.name,
                                 c.retries + 1, self.options.max_retries)
+                self._record(run, c, port, results=kind)
                 by_run.setdefault(run, {}).setdefault(action.value, []).append(c.index)
-            elif action is Action.LOST:
-                exit_code = getattr(c.status, "exit_code", None)
+            else:       # LOST, or CANCELLED by someone outside hpcpar (a recorded decision)
+                external = action is Action.CANCELLED
+                self._record(run, c, port, results=kind, cancelled=external)
+                if external and run.pull:
+                    self._refuse(run, c)         # no worker takes it, now or after attach
+                tid = c.task_id or getattr(c.status, "task_id", "") or "?"
+                stem = port.log_stem(tid)
+                if external:
+                    log.warning("%s: array task %s was cancelled outside hpcpar; not "
+                                "resubmitted (attach(run, resubmit_cancelled=True) would)",
+                                self.name_, tid)
                 self._finish(run, c, error=JobLostError(
-                    c.state, c.task_id or "?", exit_code,
-                    run.rd.stderr_tail(port.log_stem(c.task_id or "")), attempts=c.attempts))
+                    c.state, tid, getattr(c.status, "exit_code", None),
+                    run.rd.stderr_tail(stem), attempts=c.attempts,
+                    log_path=str(run.rd.logs_dir / f"{stem}.err")))
         for run, reasons in by_run.items():
             for reason, indices in reasons.items():
                 try:
@@ -485,3 +526,51 @@ class Watcher(threading.Thread):
                 log.warning("cannot update %s: %s", run.rd.meta_path, exc)
 
 
+def observe_claims(run: Run, statuses: dict) -> None:
+    """A pull run: each unfinished chunk's status is its claim owner's (lost once its
+    heartbeat stops), or, waiting in the pool, live while any of the run's workers is."""
+    for tid in run.live_workers():
+        run.worker_status[tid] = statuses.get(tid, MISSING)
+    # waiting in the pool: while every live worker pends, a pending worker's status (its
+    # reason; blocked if every one pends for a blocking reason)
+    live = [run.worker_status[t] for t in run.live_workers() if run.worker_status[t] is not None]
+    pending = [s for s in live if s.state is JobState.PENDING]
+    blocked = [s for s in pending if getattr(s, "blocked", False)]
+    pool = IN_POOL if run.live_workers() else _pool_after_workers(run)
+    if live and len(pending) == len(live):
+        pool = blocked[0] if len(blocked) == len(live) else pending[0]
+    seen = claims.scan(run.rd.path)
+    run.claims_seen = sum(info.generation + 1 for info in seen.values())
+    wall = time.time()
+    for idx, c in list(run.unfinished.items()):
+        info = c.claim = seen.get(idx)
+        if info is not None and info.refused and not info.voided:
+            run.cancelled.add(idx)       # a recorded cancel (maybe by an earlier driver)
+        if info is None or info.voided or info.refused:
+            c.task_id = c.job_id = None
+            c.status = pool
+            continue
+        c.attempts = max(c.attempts, info.generation + 1)
+        owner = run.claim_owners.get(info.name)
+        if owner is None:
+            owner = run.claim_owners[info.name] = claims.read_owner(run.rd.path, info.name)
+        c.task_id = run.workers.get(owner) if owner is not None else None
+        c.job_id = run.worker_jobs.get(c.task_id or "")
+        st = run.worker_status.get(c.task_id) if c.task_id else CLAIMING
+        st = CLAIMING if st is None else st
+        if st.state.is_live and wall - info.mtime > HEARTBEAT_LOST_S:
+            st = _Status(JobState.MISSING, f"no heartbeat for {wall - info.mtime:.0f} s")
+        c.status = st
+
+
+def _pool_after_workers(run: Run) -> _Status:
+    """The state of a pull run's pool once no worker is live: CANCELLED if the latest
+    workers were all cancelled outside hpcpar (``scancel`` of the worker array: a recorded
+    decision, so the pool's chunks are cancelled, not refilled), else MISSING."""
+    latest: list[str] = next((s["task_ids"] for s in reversed(run.meta["submissions"])
+                              if s.get("workers") and s.get("task_ids")), [])
+    ended = [run.worker_status.get(t) for t in latest]
+    if ended and all(st is not None and st.state is JobState.CANCELLED for st in ended):
+        return _Status(JobState.CANCELLED, "CANCELLED",
+                       reason="every worker was cancelled outside hpcpar", task_id=latest[-1])
+    return MISSING

@@ -40,7 +40,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import argstore, claims
+from . import argstore, claims, runstate
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
 EXIT_OK = 0
@@ -297,7 +297,9 @@ def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = 
 
     ran = 0
     try:
-        while (claim := claimer.next(done)) is not None:
+        # a cancel request (`hpcpar cancel`, the owner's cancel) stops claiming even when the
+        # driver that would cancel this worker is gone
+        while not runstate.cancel_requested(rd) and (claim := claimer.next(done)) is not None:
             current[0] = claim
             code = run_chunk(rd, claim.chunk, checkpoint_s, on_warning, claim=claim, cache=cache)
             current[0] = None

@@ -107,3 +107,53 @@ def test_claim_knows_when_it_is_voided_and_done_chunks_are_skipped(tmp_path):
     last = claimer.next()
     assert (last.chunk, last.generation) == (2, 0)
     assert claimer.next(done=lambda i: i == 0) is None
+
+
+def test_a_refused_chunk_is_never_claimed_until_released(tmp_path):
+    """A cancel decision takes a chunk out of the pool (claims.refuse): the driver claims its
+    next generation itself, so no worker can; releasing it (attach's resubmit_cancelled)
+    voids the refusal and a worker claims the generation after it."""
+    rd = _run_dir(tmp_path)
+    assert claims.refuse(rd, 1)                            # never claimed: refused at 0
+    held = claims.try_claim(rd, 2, 0, worker=0)          # held by a worker: voided, refused at 1
+    assert held is not None and claims.refuse(rd, 2)
+    assert held.voided()                                  # its owner drops a partial result
+    assert claims.refuse(rd, 2)                           # idempotent
+    seen = claims.scan(rd)
+    assert (seen[1].generation, seen[1].refused, seen[1].voided) == (0, True, False)
+    assert (seen[2].generation, seen[2].refused, seen[2].voided) == (1, True, False)
+    assert claims.read_owner(rd, seen[1].name) is None    # no worker owns a refusal
+    taken = []
+    claimer = claims.Claimer(rd, 4, worker=3)
+    while (c := claimer.next()) is not None:
+        taken.append((c.chunk, c.generation))
+    assert taken == [(0, 0), (3, 0)]                      # 1 and 2 are not in the pool
+    assert claims.release_refused(rd) == [1, 2]
+    assert claims.release_refused(rd) == []
+    again = claims.Claimer(rd, 4, worker=4)
+    assert [(c.chunk, c.generation) for c in iter(again.next, None)] == [(1, 1), (2, 2)]
+
+
+def test_refuse_wins_against_concurrent_claimers(tmp_path):
+    """Claimers racing the refusal of chunk 0 (given back to the pool): afterwards the chunk's
+    newest claim is the refusal, and any claim a worker won before it is voided."""
+    rd = _run_dir(tmp_path)
+    (rd / "done").mkdir()
+    first = claims.try_claim(rd, 0, 0, worker=9)
+    assert first is not None and claims.void(rd, 0, 0)     # back to the pool
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_worker, args=(str(rd), 1, w, start, None)) for w in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    assert claims.refuse(rd, 0)
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    info = claims.scan(rd)[0]
+    assert info.refused and not info.voided
+    won = [claims.Claim(rd / "claims" / claims.claim_name(0, g), 0, g)
+           for g in range(1, info.generation)]
+    assert all(c.voided() for c in won)                    # a worker that won first was voided
+    assert all(gen < info.generation for _, gen in _ran(rd))   # none claimed it after

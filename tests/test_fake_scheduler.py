@@ -22,7 +22,7 @@ import fakesched
 import pytest
 
 import hpcpar
-from hpcpar import JobLostError, JobState
+from hpcpar import JobLostError, JobState, claims
 from hpcpar.backends.registry import unregister_scheduler
 
 TESTS = Path(__file__).resolve().parent
@@ -216,17 +216,31 @@ def test_driver_sigkill_then_attach_collects_without_rerunning(tmp_path, runs_di
     assert [(s["reason"], s["indices"]) for s in subs[1:]] == ([("retry", lost)] if lost else [])
 
 
-def test_one_task_cancelled_from_outside_is_resubmitted(fake, runs_dir, markers):
+def test_one_task_cancelled_from_outside_is_a_recorded_cancel(fake, runs_dir, markers):
+    """Issue 13: an external cancel is a decision, recorded in the run; not resubmitted."""
+    from hpcpar import runstate
+    from hpcpar.rundir import RunDir
+
+    got = []
     with fast(runs_dir) as ex:
         results = ex.map(marked_sleep, range(4), [str(markers)] * 4, [2] * 4, chunksize=1)
         assert wait_for(lambda: (markers / "start-1").exists())
         owner = claim_owner(runs_dir, ex.run_ids[0], 1)
         task = meta_of(runs_dir, ex.run_ids[0])["submissions"][0]["task_ids"][owner]
         subprocess.run(fake.cancel_argv([task]), check=True, timeout=30)
-        assert list(results) == [0, 1, 4, 9]
-    subs = meta_of(runs_dir, ex.run_ids[0])["submissions"]
-    assert [s["indices"] for s in subs if s["reason"] == "retry"] == [[1]]
-    assert counts(markers, "done") == {0: 1, 1: 1, 2: 1, 3: 1} and counts(markers, "start")[1] == 2
+        with pytest.raises(JobLostError, match=r"CANCELLED without writing its results \(exit code 3, .*log: "):
+            got.extend(results)
+    assert got == [0]
+    rd = RunDir(runs_dir / ex.run_ids[0])
+    assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
+    # a pull run's record is the worker's: its end, and what happened to each chunk it held
+    rec = runstate.read_outcomes(rd)[task]
+    assert (rec["index"], rec["state"], rec["exit_code"]) == (None, "CANCELLED", 3)
+    assert rec["chunks"]["1"]["cancelled"] is True
+    # the cancelled chunk is out of the pool for good: no worker may claim it
+    info = claims.scan(rd.path)[1]
+    assert info.refused and not info.voided
+    assert counts(markers, "start")[1] == 1 and 1 not in counts(markers, "done")
 
 
 def test_leaving_the_with_block_on_an_error_cancels_the_jobs(fake, runs_dir):
@@ -283,3 +297,46 @@ def test_submit_futures_are_running_while_their_array_task_runs(fake, runs_dir, 
         assert running.result(timeout=60) == 9
         assert not running.cancelled()
     assert counts(markers, "done") == {3: 1}
+
+
+def worker_tasks_live(fake, job_id) -> bool:
+    out = subprocess.run(fake.status_argv([job_id]), check=False, capture_output=True, text=True,
+                         timeout=30).stdout
+    return any(s.state.is_live for s in fake.parse_status(out).values())
+
+
+def test_a_cancelled_future_of_a_pull_run_is_taken_out_of_the_pool(fake, runs_dir, markers):
+    """A future cancelled while its chunk waits in the pool: the worker goes on with the
+    others, but the chunk is refused (claims.refuse), so no worker ever claims it."""
+    with fast(runs_dir, max_running=1, submit_linger_s=0.5) as ex:
+        futures = [ex.submit(marked_sleep, i, str(markers), 2) for i in range(3)]
+        assert wait_for(lambda: (markers / "start-0").exists())
+        assert futures[2].cancel()
+        run = runs_dir / ex.run_ids[0]
+        (sub,) = meta_of(runs_dir, ex.run_ids[0])["submissions"]
+        assert sub["workers"] == [0]
+        assert wait_for(lambda: 2 in claims.scan(run) and claims.scan(run)[2].refused)
+        assert [f.result(timeout=60) for f in futures[:2]] == [0, 1]
+        assert wait_for(lambda: not worker_tasks_live(fake, sub["job_id"]))    # it ran out
+    assert counts(markers, "start") == {0: 1, 1: 1}       # chunk 2 was never claimed
+    assert [s["reason"] for s in meta_of(runs_dir, ex.run_ids[0])["submissions"]] == ["initial"]
+
+
+def test_cancelling_every_worker_cancels_the_pool_instead_of_refilling_it(fake, runs_dir, markers):
+    """Issue 13 on a pull run: `scancel` of the whole worker array is a decision. The chunk a
+    worker held and the chunks still in the pool all raise JobLostError (CANCELLED); no new
+    worker is submitted, and the pool's chunks are refused to any later worker."""
+    with fast(runs_dir, max_running=1, submit_linger_s=0.5) as ex:
+        futures = [ex.submit(marked_sleep, i, str(markers), 30) for i in range(3)]
+        assert wait_for(lambda: (markers / "start-0").exists())
+        run_id = ex.run_ids[0]
+        (sub,) = meta_of(runs_dir, run_id)["submissions"]
+        assert sub["workers"] == [0] and meta_of(runs_dir, run_id)["n_chunks"] == 3
+        subprocess.run(fake.cancel_argv([sub["job_id"]]), check=True, timeout=30)
+        for f in futures:
+            with pytest.raises(JobLostError, match=rf"job {sub['task_ids'][0]} ended CANCELLED"):
+                f.result(timeout=60)
+    assert [s["reason"] for s in meta_of(runs_dir, run_id)["submissions"]] == ["initial"]
+    seen = claims.scan(runs_dir / run_id)
+    assert all(seen[i].refused for i in (0, 1, 2))
+    assert set(counts(markers, "start")) == {0}

@@ -82,20 +82,36 @@ def test_map_is_one_job_array_and_run_folder_is_private(runs_dir):
                              for i in range(n) for ext in ("out", "err")}
 
 
-def test_scancel_one_array_task_mid_run_is_resubmitted(runs_dir, tmp_path):
+def test_scancel_one_array_task_mid_run_is_a_recorded_cancel(runs_dir, tmp_path):
+    """Issue 13: a `scancel` by hand is a decision: recorded in the run, not resubmitted, and
+    the task raises JobLostError (state CANCELLED, its exit code from `scontrol show job`,
+    its log)."""
     markers = tmp_path / "markers"
     markers.mkdir()
+    got = []
     with fast(runs_dir=str(runs_dir)) as ex:
         results = ex.map(marked_sleep, range(4), [str(markers)] * 4, [6] * 4, chunksize=1)
         assert wait_for(lambda: (markers / "start-1").exists())
         job_id = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())["submissions"][0]["job_id"]
         owner = json.loads((runs_dir / ex.run_ids[0] / "claims" / "000001.0").read_text())["worker"]
-        subprocess.run(["scancel", f"{job_id}_{owner}"], check=True, timeout=30)   # chunk 1's worker
-        assert list(results) == [0, 1, 4, 9]
-    meta = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())
-    assert [s["indices"] for s in meta["submissions"] if s["reason"] == "retry"] == [[1]]
-    assert counts(markers, "done") == {0: 1, 1: 1, 2: 1, 3: 1}      # every task completed exactly once
-    assert counts(markers, "start")[1] == 2
+        task = f"{job_id}_{owner}"                                   # chunk 1's worker
+        subprocess.run(["scancel", task], check=True, timeout=30)
+        with pytest.raises(hpcpar.JobLostError, match=rf"job {task} ended CANCELLED .*log: "):
+            got.extend(results)
+    assert got == [0]
+    run = runs_dir / ex.run_ids[0]
+    meta = json.loads((run / "run.json").read_text())
+    assert [s["reason"] for s in meta["submissions"]] == ["initial"]      # no worker refilled
+    # a pull run's outcome record is the worker's, naming the chunks it held
+    outcome = json.loads((run / "outcomes" / f"{task}.json").read_text())
+    assert outcome["state"] == "CANCELLED" and outcome["chunks"]["1"]["cancelled"] is True
+    # the driver took chunk 1 out of the pool: its dead owner's claim voided, the next
+    # generation refused, so no worker ever claims it again
+    assert (run / "claims" / "000001.0.void").exists()
+    assert (run / "claims" / "000001.1.cancel").exists()
+    # map's iterator cancels the chunks after the one that raised (concurrent.futures' map), so
+    # whether 2 and 3 ran depends on the queue; chunk 1 ran once and never finished
+    assert counts(markers, "start")[1] == 1 and 1 not in counts(markers, "done")
 
 
 def raises_deep(x):

@@ -124,9 +124,65 @@ def test_tasks_cancelled_by_hpcpar_cancel_are_not_resubmitted(tmp_path):
     assert runstate.read(rd)["state"] == "cancelled"
 
 
-def test_without_a_request_a_cancelled_task_is_retried_then_resolves(tmp_path):
+def test_an_external_cancel_is_recorded_and_raises_not_resubmitted(tmp_path):
+    """Issue 13: `scancel JOB_IDX` by hand is a decision; it is recorded, and neither this
+    watcher nor a later attach resubmits it. The error names the exit code and the log."""
+    from hpcpar import JobLostError
+
+    port = FakePort(max_retries=2)
+    rd, run = make_run(tmp_path, 2, port)
+    port.states["100_1"] = JobState.CANCELLED       # scancel of one task by hand
+    w = watch(port, run)
+    with pytest.raises(JobLostError, match=r"CANCELLED .*exit code unknown.*log: .*100_1\.err"):
+        run.futures[1].result(timeout=10)
+    assert not run.futures[0].done() and port.resubmitted == []
+    rec = runstate.read_outcomes(rd)["100_1"]
+    assert (rec["index"], rec["state"], rec["cancelled"], rec["observed_by"]) == (1, "CANCELLED", True, "watcher")
+    assert rec["logs"] == [str(rd.logs_dir / "100_1.out"), str(rd.logs_dir / "100_1.err")]
+    rd.write_result(ChunkResult(chunk=0, n_tasks=1, outcomes=[(True, 7, "")], done=1))
+    assert run.futures[0].result(timeout=10).done == 1
+    stop(w)
+    assert runstate.read(rd)["state"] == "failed"
+    assert Run.reopen(rd, lambda t: t.split("_")[0]).cancelled == {1}     # attach honours it
+
+
+def test_a_deleted_run_folder_fails_the_run_naming_it_and_cancels_its_jobs(tmp_path):
+    import shutil
+
+    from hpcpar import RunFolderError
+
+    port = FakePort()
+    rd, run = make_run(tmp_path, 2, port)
+    w = watch(port, run)
+    time.sleep(0.2)
+    shutil.rmtree(rd.path)
+    for f in run.futures:
+        with pytest.raises(RunFolderError, match=str(rd.path) + " was deleted"):
+            f.result(timeout=10)
+    stop(w)
+    assert port.cancelled == ["100"] and port.resubmitted == []
+
+
+def test_a_detached_run_whose_folder_vanished_fails_but_keeps_its_jobs(tmp_path):
+    import shutil
+
+    from hpcpar import RunFolderError
+
+    port = FakePort(detach=True)
+    rd, run = make_run(tmp_path, 1, port)
+    w = watch(port, run)
+    time.sleep(0.2)
+    shutil.rmtree(rd.path)
+    with pytest.raises(RunFolderError):
+        run.futures[0].result(timeout=10)
+    stop(w)
+    assert port.cancelled == []
+
+
+def test_with_resubmit_cancelled_a_cancelled_task_is_retried_then_resolves(tmp_path):
     port = FakePort(max_retries=1)
     rd, run = make_run(tmp_path, 1, port)
+    run.resubmit_cancelled = True                   # as attach(run, resubmit_cancelled=True)
     port.states["100_0"] = JobState.CANCELLED       # scancel of one task by hand
     w = watch(port, run)
     deadline = time.monotonic() + 10
@@ -234,3 +290,19 @@ def test_concurrent_writers_in_one_driver_do_not_lose_updates(tmp_path):
         t.join()
     run.save()
     assert sorted(int(s["job_id"]) for s in runstate.read(rd)["submissions"]) == list(range(40))
+
+
+def test_an_unreadable_run_folder_fails_the_run_naming_what_is_missing(tmp_path):
+    import shutil
+
+    from hpcpar import RunFolderError
+
+    port = FakePort()
+    rd, run = make_run(tmp_path, 1, port)
+    w = watch(port, run)
+    time.sleep(0.2)
+    shutil.rmtree(rd.results_dir)
+    with pytest.raises(RunFolderError, match=f"run folder {rd.path} cannot be read .*results"):
+        run.futures[0].result(timeout=10)
+    stop(w)
+    assert port.cancelled == ["100"]

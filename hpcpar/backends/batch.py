@@ -348,9 +348,12 @@ class BatchBackend(Backend):
         return self.spec.parse_status(proc.stdout)
 
     def final_states(self, task_ids: Sequence[str]) -> dict[str, TaskStatus]:
-        """Final states from accounting (sacct), one call, when the scheduler has it."""
-        if not task_ids or not self.probe().get("accounting"):
+        """Final states from accounting (sacct), one call, when the scheduler has it; else
+        from the scheduler's job record (``scontrol show job``), one call per job."""
+        if not task_ids:
             return {}
+        if not self.probe().get("accounting"):
+            return self.job_records(task_ids)
         argv = self.spec.final_status_argv(task_ids)
         if not argv:
             return {}
@@ -359,6 +362,23 @@ class BatchBackend(Backend):
             log.warning("%s: %s exited %d: %s", self.name, argv[0], proc.returncode, proc.stderr.strip())
             return {}
         return self.spec.parse_final_status(proc.stdout)
+
+    def job_records(self, task_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """Final states and exit codes from the scheduler's own job record (no accounting):
+        one call per job; {} where the spec has none or the job is forgotten."""
+        out: dict[str, TaskStatus] = {}
+        for job in dict.fromkeys(self.spec.job_id_of(t) for t in task_ids):
+            argv = self.spec.job_record_argv(job)
+            if not argv:
+                return out
+            try:
+                proc = self.run_cmd(argv, check=False)
+            except HpcparError as exc:
+                log.warning("%s: %s", self.name, exc)
+                continue
+            if proc.returncode == 0:
+                out.update(self.spec.parse_job_record(proc.stdout))
+        return out
 
     def resubmit(self, run: Run, indices: list[int], reason: str) -> None:
         """Push runs: submit ``indices`` again. Pull runs: void the dead owners' claims of
@@ -449,6 +469,11 @@ class BatchBackend(Backend):
         unaffected), in one call."""
         with run.lock:
             pending = list(run.unfinished.values())
+        if pending:
+            try:
+                runstate.request_cancel(run.rd)       # a recorded decision: attach honours it
+            except OSError as exc:
+                log.warning("cannot record the cancel in %s: %s", run.rd.path, exc)
         for c in pending:
             run.cancel_chunk(c)
         workers: list[str | None] = [run.worker_jobs[t] for t in run.live_workers()] if run.pull else []

@@ -176,6 +176,30 @@ class SlurmSpec(SchedulerSpec):
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         return ["scancel", *ids]
 
+    def job_record_argv(self, job_id: str) -> list[str]:
+        """``scontrol --oneliner show job JOBID``: one line per array task, kept by slurmctld
+        for MinJobAge seconds (300 by default) after the job ends (scontrol(1), slurm.conf(5))."""
+        return ["scontrol", "--oneliner", "show", "job", job_id]
+
+    def parse_job_record(self, stdout: str) -> dict[str, TaskStatus]:
+        """Parse ``scontrol -o show job`` lines: ``JobId=5206 ArrayJobId=5205 ArrayTaskId=0 ...
+        JobState=FAILED ... ExitCode=3:0 ...``; ExitCode as in :meth:`parse_final_status`."""
+        out: dict[str, TaskStatus] = {}
+        for line in stdout.splitlines():
+            fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+            job, native = fields.get("JobId"), fields.get("JobState", "")
+            if not job or not native:
+                continue
+            array_job, index = fields.get("ArrayJobId"), fields.get("ArrayTaskId", "")
+            tid = f"{array_job}_{index}" if array_job and index.isdigit() else job
+            code = None
+            m = re.match(r"^(\d+):(\d+)$", fields.get("ExitCode", ""))
+            if m:
+                status, sig = int(m.group(1)), int(m.group(2))
+                code = status if status or not sig else (128 + sig if sig <= 64 else None)
+            out[tid] = TaskStatus(self.map_state(native), native, code)
+        return out
+
     # -- probes (run once per executor) -------------------------------------------------------
     def config_argv(self) -> list[str]:
         return ["scontrol", "show", "config"]

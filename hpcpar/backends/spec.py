@@ -317,6 +317,16 @@ class SchedulerSpec:
         """One command cancelling these job ids or task ids."""
         raise NotImplementedError
 
+    def job_record_argv(self, job_id: str) -> list[str] | None:
+        """A command showing the scheduler's record of one (array) job, with each task's exit
+        code, for a scheduler without accounting; None if it has none. Asked only for tasks
+        that ended without results, while the scheduler still remembers them."""
+        return None
+
+    def parse_job_record(self, stdout: str) -> dict[str, TaskStatus]:
+        """Task id -> final TaskStatus (with exit code) from :meth:`job_record_argv`'s output."""
+        return {}
+
     # -- optional probes, each run at most once per executor ----------------------------------
     def config_argv(self) -> list[str] | None:
         """A command whose output :meth:`parse_config` reads (array size limit, accounting)."""

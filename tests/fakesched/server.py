@@ -240,7 +240,11 @@ def run(root: Path, job: str) -> int:
                 state["state"] = "RUNNING"
                 write_json(task_path(root, task), state)
             env = {**os.environ, **meta["env"], "FAKE_JOB_ID": job, "FAKE_ARRAY_TASK_ID": str(i)}
-            out, err = log_file(meta.get("output"), i), log_file(meta.get("error"), i)
+            try:
+                out, err = log_file(meta.get("output"), i), log_file(meta.get("error"), i)
+            except OSError:                       # its log folder is gone: the task fails, as
+                set_task(root, task, state="FAILED", exit=1)     # SLURM's does (and the rest run)
+                continue
             proc = subprocess.Popen(["bash", meta["script"]], env=env, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=err, start_new_session=True)
             for fh in (out, err):
