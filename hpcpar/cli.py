@@ -296,7 +296,8 @@ def cmd_status(a) -> int:
             continue
         code = "unknown" if v.exit_code is None else v.exit_code
         what = "cancelled" if v.cancelled else "failed"
-        print(f"{what:9s}index {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
+        unit = "worker" if meta.get("pull") else "index"      # a pull run's tasks are workers
+        print(f"{what:9s}{unit} {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
         if v.command is not None:
             print(f"         command: {v.command}")
         print(f"         log: {v.logs[-1]}")

@@ -172,7 +172,8 @@ def _outcome_path(rd: RunDir, task_id: str) -> Path:
     return outcomes_dir(rd) / f"{safe}.json"
 
 
-def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | None = None,
+def record_outcome(rd: RunDir, index: int | None, task_id: str, *,
+                   state: JobState | None = None,
                    native: str = "", exit_code: int | None = None, observed_by: str = "",
                    logs: Sequence[str] = (), command: str | None = None,
                    results: str | None = None, error: bool = False,
@@ -187,6 +188,8 @@ def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | No
     said of chunk ``index`` (``results``, ``error``, ``cancelled``) goes into its ``chunks``
     map (chunk index as a string -> those fields), which names every chunk the worker held
     that an observer recorded.
+    ``index`` None records the worker's own end only (``hpcpar status``, which does not know
+    which chunks it held).
 
     Parameters
     ----------
@@ -232,10 +235,11 @@ def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | No
     merged = {**new, **{k: v for k, v in old.items() if v is not None}}
     if worker:
         held = {str(k): dict(v) for k, v in (old.get("chunks") or {}).items()}
-        mine = held.setdefault(str(index), {})
-        mine.update({k: v for k, v in per_chunk.items() if v is not None and k not in mine})
-        if cancelled:
-            mine["cancelled"] = True
+        if index is not None:
+            mine = held.setdefault(str(index), {})
+            mine.update({k: v for k, v in per_chunk.items() if v is not None and k not in mine})
+            if cancelled:
+                mine["cancelled"] = True
         merged["chunks"] = held
     elif cancelled:
         merged["cancelled"] = True
@@ -286,6 +290,38 @@ def latest_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
         return {}
 
 
+def worker_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
+    """A pull run's workers: worker index -> its array task id, as run.json recorded them at
+    submission (empty for a run whose array tasks are bound to chunks)."""
+    out: dict[int, str] = {}
+    for sub in meta.get("submissions", []):
+        for w, tid in zip(sub.get("workers", ()), sub.get("task_ids", ()), strict=False):
+            out[int(w)] = str(tid)
+    return out
+
+
+def _observed_pull_phase(rd: RunDir, meta: Mapping[str, Any],
+                         outcomes: Mapping[str, Mapping[str, Any]]) -> RunPhase | None:
+    """A pull run's final phase, once every worker has a recorded end: CANCELLED if a chunk
+    was cancelled, DONE if every chunk has a results file (whichever worker wrote it; a
+    worker lost after its chunk went to another is no failure of the run), else FAILED."""
+    workers = worker_tasks(meta)
+    recs = [outcomes.get(t) for t in workers.values()]
+    if not workers or not all(task_ended(r) for r in recs):
+        return None
+    ended = [r for r in recs if r]
+    if any(held.get("cancelled") for r in ended for held in (r.get("chunks") or {}).values()):
+        return RunPhase.CANCELLED
+    try:
+        results = len(rd.result_mtimes())
+    except OSError:
+        return None
+    n = int(meta.get("n_chunks") or 0)
+    if results >= n:
+        return RunPhase.DONE
+    return RunPhase.FAILED
+
+
 def task_ended(rec: Mapping[str, Any] | None) -> bool:
     """True if an outcome record says its task ended (final state, complete results, cancel)."""
     if not rec:
@@ -309,7 +345,10 @@ def _failed(rec: Mapping[str, Any]) -> bool:
 def observed_phase(rd: RunDir, meta: Mapping[str, Any],
                    outcomes: Mapping[str, Mapping[str, Any]] | None = None) -> RunPhase | None:
     """The final phase the recorded outcomes imply: DONE, FAILED or CANCELLED once the latest
-    array task of every chunk has an outcome that ended it; None while any has not."""
+    array task of every chunk has an outcome that ended it (a pull run: every worker); None
+    while any has not."""
+    if meta.get("pull"):
+        return _observed_pull_phase(rd, meta, read_outcomes(rd) if outcomes is None else outcomes)
     latest = latest_tasks(meta)
     n = int(meta.get("n_chunks") or 0)
     if not latest or len(latest) < n:
@@ -631,6 +670,7 @@ __all__ = [
     "shown_phase",
     "task_ended",
     "withdraw_cancel",
+    "worker_tasks",
 ]
 
 

@@ -397,3 +397,26 @@ def test_a_pull_runs_outcome_record_is_the_workers_and_names_the_chunks_it_held(
     run = Run.reopen(rd, lambda tid: tid.split("_")[0])
     assert run.pull and run.cancelled == {2}
     assert run.workers == {0: "7_0", 1: "7_1"}
+
+
+def test_status_records_a_pull_runs_workers_and_its_end_once_its_driver_is_gone(
+        fake, tmp_path, runs_dir, capsys):
+    """`hpcpar status` on a pull run whose driver died: it shows and records the workers (the
+    run's array tasks), and once every worker has ended, the run's end (done: every chunk has
+    results)."""
+    driver, run_id = start_driver(tmp_path, runs_dir, [0.2, 0.2, 0.2])
+    rd = RunDir(runs_dir / run_id)
+    workers = runstate.worker_tasks(runstate.read(rd))
+    assert workers and runstate.read(rd)["pull"]
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    job = runstate.read(rd)["submissions"][0]["job_id"]
+    assert wait_for(lambda: len(rd.result_mtimes()) == 3 and not live_tasks(fake, [job]))
+    assert runstate.read(rd)["state"] in ("submitted", "running")
+    assert main(["status", run_id, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "state    done" in out and f"tasks    COMPLETED: {len(workers)}" in out, out
+    recs = runstate.read_outcomes(rd)
+    assert [(recs[t]["state"], recs[t]["index"]) for t in workers.values()] == [
+        ("COMPLETED", None)] * len(workers)
+    assert runstate.read(rd)["state"] == "done"               # recorded, not only shown
