@@ -420,3 +420,7 @@ def test_status_records_a_pull_runs_workers_and_its_end_once_its_driver_is_gone(
     assert [(recs[t]["state"], recs[t]["index"]) for t in workers.values()] == [
         ("COMPLETED", None)] * len(workers)
     assert runstate.read(rd)["state"] == "done"               # recorded, not only shown
+    assert main(["logs", run_id, "--runs-dir", str(runs_dir)]) == 0   # the workers' logs
+    logs = capsys.readouterr().out
+    assert all(f"==> {rd.logs_dir / fake.log_stem(t)}.err <==" in logs for t in workers.values())
+    assert "chunk(s); none left" in logs, logs
