@@ -174,13 +174,37 @@ class _Outcomes(unittest.TestResult):
         self.detail[self._id(test)] = reason
 
 
-def _run(prefix: str, executor_type) -> _Outcomes:
+def _run(prefix: str, executor_type, only: set[str] | None = None) -> _Outcomes:
+    """Run CPython's suites against ``executor_type`` (only the tests named in ``only``)."""
     loader, suite = unittest.TestLoader(), unittest.TestSuite()
     for cls in _classes(prefix, executor_type):
-        suite.addTests(loader.loadTestsFromTestCase(cls))
+        for test in loader.loadTestsFromTestCase(cls):
+            if only is None or _Outcomes._id(test) in only:
+                suite.addTest(test)
     result = _Outcomes()
     suite.run(result)
     return result
+
+
+RERUNS = 2
+
+
+def _rerun_failures(prefix: str, executor_type, result: _Outcomes, tests: set[str]) -> None:
+    """Run again, up to :data:`RERUNS` times, those of ``tests`` that did not pass in
+    ``result``, and record a pass if one comes (CPython's own runner does the same:
+    ``regrtest --rerun``). Several of CPython's tests wait on fixed short timeouts, which a
+    loaded 2-CPU machine misses for either executor; a difference by design fails every time."""
+    todo = {t for t in tests if result.outcome.get(t) != "passed"}
+    for attempt in range(1, RERUNS + 1):
+        if not todo:
+            return
+        again = _run(prefix, executor_type, only=todo)
+        for t in sorted(todo):
+            print(f"  rerun {attempt} of {prefix} {t}: {again.outcome.get(t)} "
+                  f"(first run: {result.outcome.get(t)}: {result.detail.get(t, '')[:120]})")
+            if again.outcome.get(t) == "passed":
+                result.outcome[t] = "passed"
+        todo = {t for t in todo if result.outcome[t] != "passed"}
 
 
 def _summary(name: str, result: _Outcomes) -> str:
@@ -199,7 +223,12 @@ def test_hpcpar_passes_what_process_pool_executor_passes(baseline):
     hp = _run("Hpcpar", HpcparLocal)
     print(_summary("ProcessPoolExecutor", baseline))
     print(_summary("hpcpar local", hp))
+    # A listed difference ProcessPoolExecutor did not pass, or a test it passed that hpcpar did
+    # not (and is not listed): run again before judging, as timing may have decided it.
     passed_there = {t for t, o in baseline.outcome.items() if o == "passed"}
+    _rerun_failures("ProcessPool", ProcessPool, baseline, set(DIFFERENCES) - passed_there)
+    passed_there = {t for t, o in baseline.outcome.items() if o == "passed"}
+    _rerun_failures("Hpcpar", HpcparLocal, hp, passed_there - set(DIFFERENCES))
     passed_here = {t for t, o in hp.outcome.items() if o == "passed"}
     missing = passed_there - passed_here
     for test in sorted(t for t, o in baseline.outcome.items() if o != "passed"):
@@ -213,3 +242,13 @@ def test_hpcpar_passes_what_process_pool_executor_passes(baseline):
     assert missing == set(DIFFERENCES), (
         f"new differences: {sorted(missing - set(DIFFERENCES))}; "
         f"no longer different: {sorted(set(DIFFERENCES) - missing)}")
+
+
+def test_a_failure_that_timing_decided_is_run_again():
+    """The rerun used above: a test recorded as failed that passes when run again is recorded
+    as passed (and one never run stays as it was)."""
+    result = _Outcomes()
+    test = "ExecutorDeadlockTest.test_error_at_task_pickle"
+    result.outcome[test] = "failed"
+    _rerun_failures("ProcessPool", ProcessPool, result, {test})
+    assert result.outcome == {test: "passed"}
