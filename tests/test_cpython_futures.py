@@ -20,10 +20,15 @@ away fails the run too (the list must then shrink).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import multiprocessing as mp
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import unittest
 from concurrent import futures
 
@@ -174,8 +179,45 @@ class _Outcomes(unittest.TestResult):
         self.detail[self._id(test)] = reason
 
 
+#: how long one run of the suites may take in its child process (seconds); about 45 s on a quiet
+#: machine, and CPython's deadlock tests allow 300 s each before they fail
+CHILD_TIMEOUT_S = 1500
+
+
 def _run(prefix: str, executor_type, only: set[str] | None = None) -> _Outcomes:
-    """Run CPython's suites against ``executor_type`` (only the tests named in ``only``)."""
+    """Run CPython's suites against ``executor_type`` (only the tests named in ``only``) in a
+    fresh interpreter, a child process in its own session, with a timeout; whatever is left of
+    it afterwards (a hung worker) is killed with its process group.
+
+    Not in this pytest process: ProcessPoolExecutor forks, and a fork of a process with other
+    threads and hpcpar's signal handlers (left by earlier tests) once left a worker hung on a
+    lock after CPython's deadlock test had ended; the interpreter's exit then joined it forever.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "outcomes.json")
+        cmd = [sys.executable, os.path.abspath(__file__), prefix, out,
+               json.dumps(sorted(only) if only is not None else None)]
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        try:
+            proc.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if not os.path.exists(out):
+            pytest.fail(f"CPython's suites against {prefix} wrote no outcomes (exit code "
+                        f"{proc.returncode}; {CHILD_TIMEOUT_S} s allowed)", pytrace=False)
+        with open(out) as fh:
+            data = json.load(fh)
+    result = _Outcomes()
+    result.outcome, result.detail = data["outcome"], data["detail"]
+    return result
+
+
+def _run_here(prefix: str, executor_type, only: set[str] | None = None) -> _Outcomes:
+    """:func:`_run`'s child: the suites in this interpreter."""
     loader, suite = unittest.TestLoader(), unittest.TestSuite()
     for cls in _classes(prefix, executor_type):
         for test in loader.loadTestsFromTestCase(cls):
@@ -252,3 +294,16 @@ def test_a_failure_that_timing_decided_is_run_again():
     result.outcome[test] = "failed"
     _rerun_failures("ProcessPool", ProcessPool, result, {test})
     assert result.outcome == {test: "passed"}
+
+
+EXECUTORS = {"ProcessPool": ProcessPool, "Hpcpar": HpcparLocal}
+
+if __name__ == "__main__":                     # _run's child: PREFIX OUT ONLY-as-JSON
+    _prefix, _out, _only = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    _result = _run_here(_prefix, EXECUTORS[_prefix], set(_only) if _only is not None else None)
+    with open(_out + ".tmp", "w") as _fh:
+        json.dump({"outcome": _result.outcome, "detail": _result.detail}, _fh)
+    os.rename(_out + ".tmp", _out)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)      # not the interpreter's exit: it would join any worker a deadlock test left
