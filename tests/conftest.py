@@ -156,3 +156,16 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     need("chromium", path is not None, "no chromium or chromium-browser on PATH")
     return path
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """The fake scheduler (tests/fakesched) registered as ``fake`` for one test, its state under
+    ``tmp_path/sched``; unregistered afterwards."""
+    import fakesched
+
+    from hpcpar.backends.registry import unregister_scheduler
+
+    spec = fakesched.register(tmp_path / "sched")
+    yield spec
+    unregister_scheduler("fake")

@@ -20,10 +20,15 @@ away fails the run too (the list must then shrink).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import multiprocessing as mp
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import unittest
 from concurrent import futures
 
@@ -174,13 +179,74 @@ class _Outcomes(unittest.TestResult):
         self.detail[self._id(test)] = reason
 
 
-def _run(prefix: str, executor_type) -> _Outcomes:
+#: how long one run of the suites may take in its child process (seconds): about 45 s on a quiet
+#: machine, 90 s on a loaded one; past this the run fails instead of holding CI (45 min in all)
+CHILD_TIMEOUT_S = 600
+
+
+def _run(prefix: str, executor_type, only: set[str] | None = None) -> _Outcomes:
+    """Run CPython's suites against ``executor_type`` (only the tests named in ``only``) in a
+    fresh interpreter, a child process in its own session, with a timeout; whatever is left of
+    it afterwards (a hung worker) is killed with its process group.
+
+    Not in this pytest process: ProcessPoolExecutor forks, and a fork of a process with other
+    threads and hpcpar's signal handlers (left by earlier tests) once left a worker hung on a
+    lock after CPython's deadlock test had ended; the interpreter's exit then joined it forever.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "outcomes.json")
+        cmd = [sys.executable, os.path.abspath(__file__), prefix, out,
+               json.dumps(sorted(only) if only is not None else None)]
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        try:
+            proc.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if not os.path.exists(out):
+            pytest.fail(f"CPython's suites against {prefix} wrote no outcomes (exit code "
+                        f"{proc.returncode}; {CHILD_TIMEOUT_S} s allowed)", pytrace=False)
+        with open(out) as fh:
+            data = json.load(fh)
+    result = _Outcomes()
+    result.outcome, result.detail = data["outcome"], data["detail"]
+    return result
+
+
+def _run_here(prefix: str, executor_type, only: set[str] | None = None) -> _Outcomes:
+    """:func:`_run`'s child: the suites in this interpreter."""
     loader, suite = unittest.TestLoader(), unittest.TestSuite()
     for cls in _classes(prefix, executor_type):
-        suite.addTests(loader.loadTestsFromTestCase(cls))
+        for test in loader.loadTestsFromTestCase(cls):
+            if only is None or _Outcomes._id(test) in only:
+                suite.addTest(test)
     result = _Outcomes()
     suite.run(result)
     return result
+
+
+RERUNS = 2
+
+
+def _rerun_failures(prefix: str, executor_type, result: _Outcomes, tests: set[str]) -> None:
+    """Run again, up to :data:`RERUNS` times, those of ``tests`` that did not pass in
+    ``result``, and record a pass if one comes (CPython's own runner does the same:
+    ``regrtest --rerun``). Several of CPython's tests wait on fixed short timeouts, which a
+    loaded 2-CPU machine misses for either executor; a difference by design fails every time."""
+    todo = {t for t in tests if result.outcome.get(t) != "passed"}
+    for attempt in range(1, RERUNS + 1):
+        if not todo:
+            return
+        again = _run(prefix, executor_type, only=todo)
+        for t in sorted(todo):
+            print(f"  rerun {attempt} of {prefix} {t}: {again.outcome.get(t)} "
+                  f"(first run: {result.outcome.get(t)}: {result.detail.get(t, '')[:120]})")
+            if again.outcome.get(t) == "passed":
+                result.outcome[t] = "passed"
+        todo = {t for t in todo if result.outcome[t] != "passed"}
 
 
 def _summary(name: str, result: _Outcomes) -> str:
@@ -199,7 +265,12 @@ def test_hpcpar_passes_what_process_pool_executor_passes(baseline):
     hp = _run("Hpcpar", HpcparLocal)
     print(_summary("ProcessPoolExecutor", baseline))
     print(_summary("hpcpar local", hp))
+    # A listed difference ProcessPoolExecutor did not pass, or a test it passed that hpcpar did
+    # not (and is not listed): run again before judging, as timing may have decided it.
     passed_there = {t for t, o in baseline.outcome.items() if o == "passed"}
+    _rerun_failures("ProcessPool", ProcessPool, baseline, set(DIFFERENCES) - passed_there)
+    passed_there = {t for t, o in baseline.outcome.items() if o == "passed"}
+    _rerun_failures("Hpcpar", HpcparLocal, hp, passed_there - set(DIFFERENCES))
     passed_here = {t for t, o in hp.outcome.items() if o == "passed"}
     missing = passed_there - passed_here
     for test in sorted(t for t, o in baseline.outcome.items() if o != "passed"):
@@ -213,3 +284,26 @@ def test_hpcpar_passes_what_process_pool_executor_passes(baseline):
     assert missing == set(DIFFERENCES), (
         f"new differences: {sorted(missing - set(DIFFERENCES))}; "
         f"no longer different: {sorted(set(DIFFERENCES) - missing)}")
+
+
+def test_a_failure_that_timing_decided_is_run_again():
+    """The rerun used above: a test recorded as failed that passes when run again is recorded
+    as passed (and one never run stays as it was)."""
+    result = _Outcomes()
+    test = "ExecutorDeadlockTest.test_error_at_task_pickle"
+    result.outcome[test] = "failed"
+    _rerun_failures("ProcessPool", ProcessPool, result, {test})
+    assert result.outcome == {test: "passed"}
+
+
+EXECUTORS = {"ProcessPool": ProcessPool, "Hpcpar": HpcparLocal}
+
+if __name__ == "__main__":                     # _run's child: PREFIX OUT ONLY-as-JSON
+    _prefix, _out, _only = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    _result = _run_here(_prefix, EXECUTORS[_prefix], set(_only) if _only is not None else None)
+    with open(_out + ".tmp", "w") as _fh:
+        json.dump({"outcome": _result.outcome, "detail": _result.detail}, _fh)
+    os.rename(_out + ".tmp", _out)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)      # not the interpreter's exit: it would join any worker a deadlock test left

@@ -28,13 +28,6 @@ from hpcpar.backends.registry import unregister_scheduler
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def fake(tmp_path):
-    spec = fakesched.register(tmp_path / "sched")
-    yield spec
-    unregister_scheduler("fake")
-
-
 def fast(runs_dir, **kw):
     kw.setdefault("poll_interval_s", 0.1)
     kw.setdefault("max_poll_interval_s", 0.5)

@@ -6,20 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fakesched
 import pytest
 
 import hpcpar
 from hpcpar import JobLostError
 from hpcpar.backends.batch import guided_chunk_sizes
-from hpcpar.backends.registry import unregister_scheduler
-
-
-@pytest.fixture
-def fake(tmp_path):
-    spec = fakesched.register(tmp_path / "sched")
-    yield spec
-    unregister_scheduler("fake")
 
 
 def meta_of(runs_dir: Path, run_id: str) -> dict:

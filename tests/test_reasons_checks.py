@@ -14,21 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fakesched
 import pytest
 
 import hpcpar
 from hpcpar import ConfigError, PendingBlockedError
-from hpcpar.backends.registry import unregister_scheduler
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT")
-
-
-@pytest.fixture
-def fake(tmp_path):
-    spec = fakesched.register(tmp_path / "sched")
-    yield spec
-    unregister_scheduler("fake")
 
 
 def fast(runs_dir, **kw):

@@ -19,24 +19,15 @@ import textwrap
 import time
 from pathlib import Path
 
-import fakesched
 import pytest
 
 import hpcpar
 from hpcpar import RunFolderError, claims, runstate
-from hpcpar.backends.registry import unregister_scheduler
 from hpcpar.cli import main
 from hpcpar.rundir import RunDir
 
 TESTS = Path(__file__).resolve().parent
 POLL_S = 0.2
-
-
-@pytest.fixture
-def fake(tmp_path):
-    spec = fakesched.register(tmp_path / "sched")
-    yield spec
-    unregister_scheduler("fake")
 
 
 def wait_for(pred, timeout=60, every=0.05):

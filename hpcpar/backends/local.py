@@ -55,14 +55,12 @@ from typing import NoReturn
 from .._futures import ChunkFuture, cancel_future
 from ..errors import JobLostError
 from ..localworker import CACHE_SIZE, EXIT_OOM
+from ..resources import THREAD_VARS
 from ..states import JobState
 from .base import Backend, RunHandle, RunRequest
 
 log = logging.getLogger("hpcpar")
 
-#: thread-pool sizes capped to ``cpus_per_task`` in each worker unless the user set them
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "LOKY_MAX_CPU_COUNT")
 
 _BOOTSTRAP = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
               "from hpcpar.localworker import main; main(sys.argv[2:])")
