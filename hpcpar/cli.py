@@ -296,7 +296,8 @@ def cmd_status(a) -> int:
             continue
         code = "unknown" if v.exit_code is None else v.exit_code
         what = "cancelled" if v.cancelled else "failed"
-        print(f"{what:9s}index {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
+        unit = "worker" if meta.get("pull") else "index"      # a pull run's tasks are workers
+        print(f"{what:9s}{unit} {v.index} (array task {v.task_id}): {v.state}, exit code {code}")
         if v.command is not None:
             print(f"         command: {v.command}")
         print(f"         log: {v.logs[-1]}")
@@ -310,17 +311,19 @@ def cmd_logs(a) -> int:
     meta = rd.read_meta()
     if a.tail is not None and a.tail < 0:
         raise HpcparError("--tail takes a count of lines >= 0")
-    subs = [s for s in meta.get("submissions", []) if a.task is None or a.task in s["indices"]]
+    subs = [s for s in meta.get("submissions", []) if a.task is None or a.task in s["indices"]
+            or a.task in s.get("workers", ())]       # a pull run's tasks are its workers
     if not subs:
         print(f"no submission of task {a.task} in run {rd.run_id}", file=sys.stderr)
         return 1
-    from .runstate import recorded_tasks
+    from .runstate import recorded_tasks, worker_tasks
 
     spec = _run_backend(meta).spec
-    tasks = recorded_tasks(meta)
+    tasks = ({w: [(t, "")] for w, t in worker_tasks(meta).items()} if meta.get("pull")
+             else recorded_tasks(meta))
     shown = 0
     for i in sorted(tasks) if a.task is None else [a.task]:
-        for task_id, _ in tasks[i]:
+        for task_id, _ in tasks.get(i, ()):
             stem = spec.log_stem(task_id)
             for ext in ("out", "err"):
                 path = rd.logs_dir / f"{stem}.{ext}"

@@ -347,6 +347,9 @@ class Executor(concurrent.futures.Executor):
             if size < 1:
                 raise ConfigError(f"chunksize={size!r} must be >= 1")
             return chunk_sizes(n, math.ceil(n / size))
+        plan = getattr(self._backend, "chunk_plan", None)      # pulling workers: see batch.py
+        if plan is not None:
+            return plan(n)
         slots = max(1, self._backend.slots())
         return chunk_sizes(n, min(n, self.options.chunks_per_slot * slots))
 

@@ -135,6 +135,8 @@ def observe(rd: RunDir, backend: Any) -> dict[str, Any]:
         The run folder cannot be read or written.
     """
     meta = runstate.read(rd)
+    if meta.get("pull"):
+        return _observe_workers(rd, meta, backend)
     latest = runstate.latest_tasks(meta)
     outcomes = runstate.read_outcomes(rd)
     todo = {i: t for i, t in latest.items() if not runstate.task_ended(outcomes.get(t))}
@@ -172,13 +174,39 @@ def observe(rd: RunDir, backend: Any) -> dict[str, Any]:
     return statuses
 
 
+def _observe_workers(rd: RunDir, meta: Mapping[str, Any], backend: Any) -> dict[str, Any]:
+    """:func:`observe` for a pull run: its array tasks are workers (:mod:`hpcpar.claims`), so
+    each ended worker's own end is recorded (its record's ``chunks`` are the driver's to
+    fill), and the run's end once every worker has ended."""
+    outcomes = runstate.read_outcomes(rd)
+    todo = {w: t for w, t in runstate.worker_tasks(meta).items()
+            if not runstate.task_ended(outcomes.get(t))}
+    statuses: dict[str, Any] = {}
+    if todo:
+        spec = backend.spec
+        jobs = sorted({spec.job_id_of(t) for t in todo.values()}, key=lambda j: (len(j), j))
+        statuses = backend.poll(jobs)
+        ended = [t for t in todo.values() if t in statuses and not statuses[t].state.is_live]
+        exact = backend.final_states(ended) if ended else {}
+        for t in ended:
+            st = exact.get(t) or statuses[t]
+            stem = rd.logs_dir / spec.log_stem(t)
+            runstate.record_outcome(rd, None, t, state=st.state, native=st.native,
+                                    exit_code=st.exit_code, observed_by="status",
+                                    logs=[f"{stem}.out", f"{stem}.err"], worker=True)
+    if driver_gone(meta):
+        runstate.record_observed_end(rd)
+    return statuses
+
+
 def task_views(rd: RunDir, statuses: Mapping[str, Any], spec: Any) -> list[TaskView]:
-    """Every chunk's latest array task: the scheduler's state if it reports it, else the
-    recorded outcome."""
+    """Every chunk's latest array task (a pull run: every worker, ``index`` its worker index):
+    the scheduler's state if it reports it, else the recorded outcome."""
     meta = runstate.read(rd)
     outcomes = runstate.read_outcomes(rd)
     out = []
-    for i, t in sorted(runstate.latest_tasks(meta).items()):
+    tasks = runstate.worker_tasks(meta) if meta.get("pull") else runstate.latest_tasks(meta)
+    for i, t in sorted(tasks.items()):
         st, rec = statuses.get(t), outcomes.get(t) or {}
         stem = rd.logs_dir / spec.log_stem(t)
         if st is not None:

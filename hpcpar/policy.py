@@ -14,9 +14,21 @@ Rules, first match wins::
     final for less than grace_s                   -> WAIT      (results may be in flight on NFS)
     CANCELLED by the scheduler (an external
       cancel), unless resubmit_cancelled          -> CANCELLED (recorded; not a loss)
+    pull run, chunk in the pool, no live worker   -> REFILL    (submit workers; a retry only
+                                                                if the last workers claimed nothing)
+    ... and no retries left                       -> LOST      (workers die before claiming)
     partial, warned of walltime, made progress    -> REQUEUE   (resume; not a retry)
     retries left                                  -> RETRY     (resubmit that index only)
     otherwise                                     -> LOST      (JobLostError)
+
+In a pull run (workers claim chunks, :mod:`hpcpar.claims`) ``status`` is the state of the
+chunk's owner (the worker holding its claim), or, for a chunk waiting in the pool, that of
+the run's workers (live while any is); REQUEUE and RETRY then void the owner's claim, so the
+chunk goes back to the pool, and workers are submitted only if no live one remains. A chunk
+whose owner was cancelled outside hpcpar is a recorded cancel like a push run's task (the
+watcher refuses its claim, :func:`hpcpar.claims.refuse`, so no worker takes it later); a pool
+chunk is CANCELLED when no live worker remains and the run's latest workers were all
+cancelled outside hpcpar (``scancel`` of the whole worker array), so no new worker is submitted.
 
 A corrupt results file counts as absent (the watcher moves it aside, so the chunk reruns).
 """
@@ -38,6 +50,7 @@ class Action(enum.Enum):
     RETRY = "retry"            #: resubmit a chunk lost without results (counted)
     LOST = "lost"              #: fail the future with JobLostError
     CANCELLED = "cancelled"    #: cancel the array task (if live) and the future
+    REFILL = "refill"          #: pull: the chunk waits in the pool and no worker is left
     BLOCKED = "blocked"        #: cancel the array task; fail the future with PendingBlockedError
 
 
@@ -110,7 +123,7 @@ ABSENT = ResultFacts()
 
 def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float, *,
            max_retries: int, grace_s: float, cancel_requested: bool = False,
-           resubmit_cancelled: bool = False,
+           claimed: bool | None = None, resubmit_cancelled: bool = False,
            blocked_grace_s: float = float("inf")) -> Action:
     """What to do with one chunk, from what the watcher saw (pure; see the module docstring).
 
@@ -128,11 +141,17 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         Seconds a final job may lack a visible complete result before it counts as lost.
     cancel_requested : bool
         The run folder holds a cancel request (``hpcpar cancel``), the owner cancelled, or
-        the chunk's task has a recorded cancel decision.
+        the chunk (its task, or in a pull run the chunk itself) has a recorded cancel decision.
+    claimed : bool or None
+        Pull runs: whether a worker holds the chunk's claim (then ``status`` is that worker's),
+        or it waits in the pool (``status`` is live while any of the run's workers is, and
+        CANCELLED once the run's latest workers all ended CANCELLED).
+        None for a run whose array tasks are bound to chunks.
     resubmit_cancelled : bool
         Treat an array task the scheduler reports CANCELLED (someone ran ``scancel``,
         ``qdel``, ``bkill``) as lost, to be retried, instead of as a cancel decision
-        (``hpcpar.attach(run, resubmit_cancelled=True)``).
+        (``hpcpar.attach(run, resubmit_cancelled=True)``); in a pull run the chunk then goes
+        back to the pool (REFILL, or REQUEUE/RETRY of a claimed one).
     blocked_grace_s : float
         Seconds a task may pend for a blocking reason (the ``blocked_grace_s`` option;
         default: forever).
@@ -154,6 +173,8 @@ def decide(chunk: ChunkFacts, status: JobState, result: ResultFacts, now: float,
         return Action.WAIT
     if status is JobState.CANCELLED and not resubmit_cancelled:
         return Action.CANCELLED
+    if claimed is False:
+        return Action.REFILL if chunk.retries < max_retries else Action.LOST
     if (result.kind is ResultKind.PARTIAL and result.warned and result.attempts >= chunk.attempts
             and result.done > chunk.done_at_submit):
         return Action.REQUEUE

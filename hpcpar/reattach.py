@@ -21,6 +21,7 @@ the run folder, and the run's final phase is written once every chunk has ended,
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import os
@@ -28,7 +29,7 @@ import pickle
 from concurrent.futures import Future
 from typing import Any
 
-from . import aggregate
+from . import aggregate, claims
 from .backends import create
 from .backends.batch import BatchBackend
 from .config import Options
@@ -37,6 +38,7 @@ from .executor import outcome_value
 from .resources import Resources
 from .runs import resolve_run
 from .runstate import Run, withdraw_cancel
+from .watcher import observe_claims
 
 
 class AttachedRun:
@@ -77,6 +79,8 @@ class AttachedRun:
                 out["failed" if f.exception() else "done"] += 1
             elif c.state.name == "COMPLETED" and self._run.rd.result_path(c.index).exists():
                 out["done"] += 1                # ended with results, about to be collected
+            elif self._run.pull and self._complete(c.index):
+                out["done"] += 1                # its worker went on to other chunks
             elif self._run.chunk_cancel_requested(c):
                 out["cancelled"] += 1           # a recorded cancel, about to be honoured
             elif c.state.is_live:
@@ -84,6 +88,16 @@ class AttachedRun:
             else:
                 out["lost"] += 1
         return out
+
+    def _complete(self, index: int) -> bool:
+        """Chunk ``index`` has a complete results file (a pull run's worker may still run)."""
+        if not self._run.rd.result_path(index).exists():
+            return False
+        try:
+            result = self._run.rd.read_result(index)
+        except Exception:  # noqa: BLE001 (unreadable for now: the watcher decides)
+            return False
+        return result is not None and result.complete
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until every chunk has finished (or ``timeout`` seconds pass); once all have,
@@ -170,6 +184,11 @@ def attach(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None, *,
         withdraw_cancel(rd)
         batch_run.cancelled.clear()
         batch_run.resubmit_cancelled = True
+        if batch_run.pull:              # cancelled chunks go back to the pool
+            claims.release_refused(rd.path)
+    elif batch_run.pull:                # chunks the driver took out of the pool (cancelled)
+        batch_run.cancelled |= {i for i, info in claims.scan(rd.path).items()
+                                if info.refused and not info.voided}
     _first_look(backend, batch_run)
     backend.watch(batch_run)
     attached = AttachedRun(backend, batch_run)
@@ -185,13 +204,18 @@ def _cancelled(f: Future) -> bool:
 def _first_look(backend: BatchBackend, run: Run) -> None:
     """One status call before watching, so :meth:`AttachedRun.status` shows running tasks as
     running at once (not pending until the watcher's first poll)."""
-    jobs = sorted({c.job_id for c in run.chunks.values() if c.job_id}, key=lambda j: (len(j), j))
+    jobs = sorted({c.job_id for c in run.chunks.values() if c.job_id}
+                  | {run.worker_jobs[t] for t in run.live_workers()}, key=lambda j: (len(j), j))
     if not jobs:
         return
     try:
         statuses = backend.poll(jobs)
     except HpcparError:
         return                      # the watcher retries, and reports a lasting failure
+    if run.pull:                    # chunks show the state of the worker holding their claim
+        with contextlib.suppress(OSError):
+            observe_claims(run, statuses)
+        return
     for c in run.chunks.values():
         st = statuses.get(c.task_id or "")
         if st is not None:

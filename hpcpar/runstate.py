@@ -32,6 +32,13 @@ and :func:`hpcpar.attach` never resubmit those unless asked (``resubmit_cancelle
     accounting, submissions: [{job_id, job_ids, indices, task_ids, offset, reason, time}]
     (``task_ids[k]`` is the array task id of chunk ``indices[k]``, as the scheduler named it
     at submission; runs written before task ids were recorded have none)
+
+    A pull run (``pull: true``; its array tasks are workers that claim chunks, see
+    :mod:`hpcpar.claims`) records ``workers`` in each submission instead: ``task_ids[k]`` is
+    worker ``workers[k]``'s array task, and ``indices`` are the chunks given back to the pool
+    (reason ``retry``, ``requeue`` or ``refill``) that the submission is for; a return to the
+    pool while live workers remain is recorded with no workers, ``job_id`` naming the job that
+    lost the chunks.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class SubmitReason(enum.StrEnum):
     INITIAL = "initial"
     REQUEUE = "requeue"      #: resume a checkpointed chunk warned of its walltime; not a retry
     RETRY = "retry"          #: a chunk lost without results
+    REFILL = "refill"        #: pulling workers for chunks waiting with no live worker left
 
     def __str__(self) -> str:
         return self.value
@@ -164,15 +172,24 @@ def _outcome_path(rd: RunDir, task_id: str) -> Path:
     return outcomes_dir(rd) / f"{safe}.json"
 
 
-def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | None = None,
+def record_outcome(rd: RunDir, index: int | None, task_id: str, *,
+                   state: JobState | None = None,
                    native: str = "", exit_code: int | None = None, observed_by: str = "",
                    logs: Sequence[str] = (), command: str | None = None,
                    results: str | None = None, error: bool = False,
-                   cancelled: bool = False) -> dict:
+                   cancelled: bool = False, worker: bool = False) -> dict:
     """Record how array task ``task_id`` (of chunk ``index``) ended, in ``outcomes/``.
 
     An existing record keeps the fields it has; this one fills the others (the first observer
     of a final state is right, a later one may only add an exit code or a cancel).
+
+    A pull run's array task is a worker (:mod:`hpcpar.claims`) that holds many chunks over its
+    life, so with ``worker=True`` the record is the worker's: ``index`` is None, and what is
+    said of chunk ``index`` (``results``, ``error``, ``cancelled``) goes into its ``chunks``
+    map (chunk index as a string -> those fields), which names every chunk the worker held
+    that an observer recorded.
+    ``index`` None records the worker's own end only (``hpcpar status``, which does not know
+    which chunks it held).
 
     Parameters
     ----------
@@ -192,6 +209,8 @@ def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | No
         The task (or one of the chunk's tasks) raised.
     cancelled : bool
         A cancel decision: the task is not to be resubmitted.
+    worker : bool
+        ``task_id`` is a pulling worker (a pull run), and ``index`` one chunk it held.
 
     Returns
     -------
@@ -208,13 +227,21 @@ def record_outcome(rd: RunDir, index: int, task_id: str, *, state: JobState | No
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         old = {}
-    new = {"index": index, "task_id": task_id,
+    per_chunk = {"results": results, "error": error or None, "cancelled": cancelled or None}
+    new = {"index": None if worker else index, "task_id": task_id,
            "state": state.value if state is not None else None, "native": native or None,
            "exit_code": exit_code, "observed_by": observed_by, "logs": list(logs) or None,
-           "command": command, "results": results, "error": error or None,
-           "cancelled": cancelled or None, "time": time.time()}
+           "command": command, **({} if worker else per_chunk), "time": time.time()}
     merged = {**new, **{k: v for k, v in old.items() if v is not None}}
-    if cancelled:
+    if worker:
+        held = {str(k): dict(v) for k, v in (old.get("chunks") or {}).items()}
+        if index is not None:
+            mine = held.setdefault(str(index), {})
+            mine.update({k: v for k, v in per_chunk.items() if v is not None and k not in mine})
+            if cancelled:
+                mine["cancelled"] = True
+        merged["chunks"] = held
+    elif cancelled:
         merged["cancelled"] = True
     if merged == old:
         return old
@@ -263,6 +290,38 @@ def latest_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
         return {}
 
 
+def worker_tasks(meta: Mapping[str, Any]) -> dict[int, str]:
+    """A pull run's workers: worker index -> its array task id, as run.json recorded them at
+    submission (empty for a run whose array tasks are bound to chunks)."""
+    out: dict[int, str] = {}
+    for sub in meta.get("submissions", []):
+        for w, tid in zip(sub.get("workers", ()), sub.get("task_ids", ()), strict=False):
+            out[int(w)] = str(tid)
+    return out
+
+
+def _observed_pull_phase(rd: RunDir, meta: Mapping[str, Any],
+                         outcomes: Mapping[str, Mapping[str, Any]]) -> RunPhase | None:
+    """A pull run's final phase, once every worker has a recorded end: CANCELLED if a chunk
+    was cancelled, DONE if every chunk has a results file (whichever worker wrote it; a
+    worker lost after its chunk went to another is no failure of the run), else FAILED."""
+    workers = worker_tasks(meta)
+    recs = [outcomes.get(t) for t in workers.values()]
+    if not workers or not all(task_ended(r) for r in recs):
+        return None
+    ended = [r for r in recs if r]
+    if any(held.get("cancelled") for r in ended for held in (r.get("chunks") or {}).values()):
+        return RunPhase.CANCELLED
+    try:
+        results = len(rd.result_mtimes())
+    except OSError:
+        return None
+    n = int(meta.get("n_chunks") or 0)
+    if results >= n:
+        return RunPhase.DONE
+    return RunPhase.FAILED
+
+
 def task_ended(rec: Mapping[str, Any] | None) -> bool:
     """True if an outcome record says its task ended (final state, complete results, cancel)."""
     if not rec:
@@ -286,7 +345,10 @@ def _failed(rec: Mapping[str, Any]) -> bool:
 def observed_phase(rd: RunDir, meta: Mapping[str, Any],
                    outcomes: Mapping[str, Mapping[str, Any]] | None = None) -> RunPhase | None:
     """The final phase the recorded outcomes imply: DONE, FAILED or CANCELLED once the latest
-    array task of every chunk has an outcome that ended it; None while any has not."""
+    array task of every chunk has an outcome that ended it (a pull run: every worker); None
+    while any has not."""
+    if meta.get("pull"):
+        return _observed_pull_phase(rd, meta, read_outcomes(rd) if outcomes is None else outcomes)
     latest = latest_tasks(meta)
     n = int(meta.get("n_chunks") or 0)
     if not latest or len(latest) < n:
@@ -372,6 +434,7 @@ class ChunkState:
     partial: ChunkResult | None = None
     status: Any = None           # the last TaskStatus polled (None: PENDING, not polled yet)
     final_since: float | None = None
+    claim: Any = None            # pull: the newest hpcpar.claims.ClaimInfo of this chunk
     blocked_since: float | None = None   # seen pending for a blocking reason since (monotonic s)
 
     @property
@@ -403,6 +466,19 @@ class Run:
         self.meta.setdefault("submissions", [])
         self.lock = threading.Lock()
         self._write_lock = threading.RLock()      # guards meta (and the file) while changed or written
+        #: pull runs (``pull`` in run.json): array tasks are workers that claim chunks
+        #: (hpcpar.claims); worker index -> array task id, task id -> job id, task id -> status
+        self.pull = bool(self.meta.get("pull"))
+        self.workers: dict[int, str] = {}
+        self.worker_jobs: dict[str, str] = {}
+        self.worker_status: dict[str, Any] = {}
+        self.claim_owners: dict[str, int | None] = {}     # claim file name -> worker index
+        self.claims_seen = 0                 # claims made so far (the watcher's last count)
+        self.claims_at_submit = 0            # ... when workers were last submitted
+        for sub in self.meta["submissions"]:
+            for w, tid in zip(sub.get("workers", ()), sub.get("task_ids", ()), strict=False):
+                self.workers[w] = tid
+                self.worker_jobs[tid] = sub["job_id"]
         #: chunks whose latest array task has a recorded cancel decision (never resubmitted)
         self.cancelled: set[int] = set()
         #: treat tasks the scheduler reports CANCELLED as lost, to retry (attach's option)
@@ -432,6 +508,10 @@ class Run:
         outcomes = read_outcomes(rd)
         run.cancelled = {i for i, c in chunks.items()
                          if (outcomes.get(c.task_id or "") or {}).get("cancelled")}
+        if run.pull:            # a worker's record names the chunks it held (and their cancels)
+            run.cancelled = {int(i) for rec in outcomes.values()
+                             for i, held in (rec.get("chunks") or {}).items()
+                             if held.get("cancelled") and str(i).isdigit() and int(i) in chunks}
         return run
 
     def chunk_cancel_requested(self, c: ChunkState) -> bool:
@@ -439,9 +519,10 @@ class Run:
         return c.index in self.cancelled or self.cancel_requested()
 
     def record_outcome(self, c: ChunkState, observed_by: str = "watcher", **fields: Any) -> None:
-        """Record how chunk ``c``'s latest array task ended (:func:`record_outcome`); a
-        ``cancelled=True`` record also joins :attr:`cancelled`. OSError (the run folder is
-        gone) is the caller's to handle."""
+        """Record how chunk ``c``'s latest array task ended (:func:`record_outcome`; in a pull
+        run, in the record of the worker holding ``c``'s claim, if any); a ``cancelled=True``
+        record also joins :attr:`cancelled`. OSError (the run folder is gone) is the caller's
+        to handle."""
         if fields.get("cancelled"):
             self.cancelled.add(c.index)
         if not c.task_id:
@@ -450,7 +531,8 @@ class Run:
         fields.setdefault("state", st.state if st is not None and not st.state.is_live else None)
         fields.setdefault("native", getattr(st, "native", "") or "")
         fields.setdefault("exit_code", getattr(st, "exit_code", None))
-        record_outcome(self.rd, c.index, c.task_id, observed_by=observed_by, **fields)
+        record_outcome(self.rd, c.index, c.task_id, observed_by=observed_by, worker=self.pull,
+                       **fields)
 
     @property
     def futures(self) -> list[Future]:
@@ -482,6 +564,38 @@ class Run:
                 "job_id": job_id, "job_ids": job_ids, "indices": list(task_ids),
                 "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
                 "time": time.time()})
+
+    def record_workers(self, job_id: str, task_ids: Mapping[int, str], reason: str,
+                       offset: int = 0, job_id_of: Callable[[str], str] | None = None,
+                       indices: Sequence[int] = ()) -> None:
+        """Pulling workers ``task_ids`` (worker index -> array task id, possibly none) were
+        submitted as job ``job_id``, for chunks ``indices`` given back to the pool (none for
+        the first workers). A pull run's submissions record ``workers``; a return of chunks
+        to the pool with no new worker (live ones remain) is recorded with no ``workers`` and
+        ``job_id`` the job that lost them."""
+        why = SubmitReason(reason)
+        job_of = job_id_of or (lambda _tid: job_id)
+        if task_ids:
+            self.claims_at_submit = self.claims_seen
+        for w, tid in task_ids.items():
+            self.workers[w] = tid
+            self.worker_jobs[tid] = job_of(tid)
+            self.worker_status[tid] = None           # pending until polled
+        job_ids = list(dict.fromkeys(job_of(t) for t in task_ids.values()))
+        with self._write_lock:
+            self.meta["submissions"].append({
+                "job_id": job_id, "job_ids": job_ids, "indices": list(indices),
+                "workers": list(task_ids),
+                "task_ids": list(task_ids.values()), "offset": offset, "reason": why.value,
+                "time": time.time()})
+
+    def next_worker_index(self) -> int:
+        return max(self.workers, default=-1) + 1
+
+    def live_workers(self) -> list[str]:
+        """Task ids of workers not known final (pending until first polled)."""
+        return [t for t in self.workers.values()
+                if self.worker_status.get(t) is None or self.worker_status[t].state.is_live]
 
     def cancel_chunk(self, c: ChunkState) -> bool:
         """The run's chunk ``c`` is being cancelled (its array task with it): a pending future is
@@ -556,6 +670,7 @@ __all__ = [
     "shown_phase",
     "task_ended",
     "withdraw_cancel",
+    "worker_tasks",
 ]
 
 
@@ -570,6 +685,8 @@ def recorded_tasks(meta: dict) -> dict[int, list[tuple[str, str]]]:
     """
     out: dict[int, list[tuple[str, str]]] = {}
     for sub in meta.get("submissions", []):
+        if "workers" in sub:                 # a pull run's workers are bound to no chunk
+            continue
         tasks = sub.get("task_ids")
         if tasks is None or len(tasks) != len(sub["indices"]):
             raise ConfigError(f"run.json records no task ids for job {sub.get('job_id')}; the run "

@@ -1,6 +1,9 @@
 """The watcher: one thread per batch executor that polls every live job with one status call.
 
-Every interval (1 s, backing off x1.5 to 30 s while nothing changes)::
+Every ``RESULTS_CHECK_S`` (0.05 s) it stats each live run's ``results/`` folder and, when its
+mtime changed, lists it and resolves the chunks whose complete results landed: a result is
+seen within about 0.05 s, with no scheduler call. Every interval (1 s, backing off x1.5 to
+30 s while nothing changes)::
 
     port.poll(job ids of every live chunk)      one status call for every live array job
     one listing of each live run's results/, one look for its cancel request
@@ -24,6 +27,7 @@ thread ends.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple, Protocol
 
+from . import claims
 from ._futures import mark_running
 from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
@@ -50,9 +55,15 @@ class _Status(NamedTuple):
     exit_code: int | None = None
     reason: str = ""
     blocked: bool = False
+    task_id: str = ""          #: pull runs: the worker whose state a pool chunk shows
 
 
 MISSING = _Status(JobState.MISSING)
+IN_POOL = _Status(JobState.PENDING, "waiting in the pool")
+CLAIMING = _Status(JobState.RUNNING, "claimed")
+#: seconds without a heartbeat after which a claim's owner counts as lost, even while the
+#: scheduler still reports it live (a node lost before the scheduler notices)
+HEARTBEAT_LOST_S = 6 * claims.HEARTBEAT_S
 
 
 class WatchPort(Protocol):
@@ -100,6 +111,8 @@ class Watcher(threading.Thread):
 
     #: seconds of failing status calls after which the unfinished futures fail
     FAIL_AFTER_S = 600.0
+    #: seconds between looks at the live runs' results folders (between status polls)
+    RESULTS_CHECK_S = 0.05
 
     def __init__(self, owner: WatchPort):
         super().__init__(name=f"hpcpar-watcher-{owner.name}", daemon=True)
@@ -114,6 +127,7 @@ class Watcher(threading.Thread):
         self.status_calls = 0
         self.failures = 0
         self.failing_since: float | None = None
+        self._stamps: dict[Run, int] = {}      # run -> mtime (ns) of its results folder
 
     # -- the owner's side ----------------------------------------------------------------------
     def add(self, run: Run, port: WatchPort | None = None) -> None:
@@ -150,30 +164,87 @@ class Watcher(threading.Thread):
         # main thread next runs Python code: after a user's time.sleep(300), 300 s later.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         interval = self.options.poll_interval_s
+        next_poll = time.monotonic() + interval
         while True:
             with self.cond:
-                if not self.to_cancel:
-                    self.cond.wait(timeout=interval)
+                if not self.to_cancel and not self._may_end():
+                    # a look at the live runs' results folders every RESULTS_CHECK_S between
+                    # status polls (none while no run is live)
+                    wait_s = next_poll - time.monotonic()
+                    if any(r.unfinished for r, _ in self.runs):
+                        wait_s = min(self.RESULTS_CHECK_S, wait_s)
+                    self.cond.wait(timeout=max(0.0, wait_s))
                 cancels, self.to_cancel = self.to_cancel, []
                 self.runs = [(r, p) for r, p in self.runs if r.unfinished]
                 pairs = list(self.runs)
-                owner_gone = self._owner() is None
-                if (self.stopping or owner_gone) and not pairs and not cancels:
+                if self._may_end() and not cancels:
                     return
             port = pairs[0][1] if pairs else self._owner()
             if port is None:
                 continue
             runs = [r for r, _ in pairs]
+            full = bool(cancels) or time.monotonic() >= next_poll
             try:
                 if cancels:
                     self._cancel(port, cancels)
-                changed = self._poll(port, runs) if runs else False
+                if full:
+                    changed = self._poll(port, runs) if runs else False
+                    interval = (self.options.poll_interval_s if changed
+                                else min(interval * 1.5, self.options.max_poll_interval_s))
+                    next_poll = time.monotonic() + interval
+                elif runs:
+                    self._collect(runs)
+                self._release_workers(port, runs)
             except Exception as exc:  # noqa: BLE001 - keep watching; fail futures if it persists
-                changed = False
+                next_poll = time.monotonic() + interval
                 self._on_error(runs, exc)
             del port, pairs
-            interval = (self.options.poll_interval_s if changed
-                        else min(interval * 1.5, self.options.max_poll_interval_s))
+
+    def _may_end(self) -> bool:
+        """Stopping (or the owner is gone) and no run is live: checked before each wait, so a
+        stop requested while a poll ran ends the thread at once (under ``cond``)."""
+        return ((self.stopping or self._owner() is None)
+                and not any(r.unfinished for r, _ in self.runs))
+
+    def _release_workers(self, port: WatchPort, runs: list[Run]) -> None:
+        """A pull run whose chunks are all finished: cancel its workers still PENDING (they
+        would start only to find nothing to do); running ones exit by themselves."""
+        for run in runs:
+            if not run.pull or run.unfinished:
+                continue
+            idle = [t for t in run.live_workers()
+                    if run.worker_status.get(t) is None
+                    or run.worker_status[t].state is JobState.PENDING]
+            if idle:
+                port.cancel(idle)
+            for t in idle:
+                run.worker_status[t] = _Status(JobState.CANCELLED, "released: no chunk left")
+
+    def _collect(self, runs: list[Run]) -> None:
+        """Between status polls: resolve chunks whose complete results have landed. One
+        ``stat`` of each run's ``results/`` (its mtime changes when a result is renamed in);
+        a listing only when it changed. No scheduler call."""
+        for run in runs:
+            try:
+                stamp = os.stat(run.rd.results_dir).st_mtime_ns
+                if self._stamps.get(run) == stamp:
+                    continue
+                self._stamps[run] = stamp
+                mtimes = run.rd.result_mtimes()
+            except OSError:
+                continue                      # the full poll reports it
+            for idx, c in list(run.unfinished.items()):
+                mtime = mtimes.get(idx)
+                if mtime is None or mtime == c.result_mtime or c.future.cancelled():
+                    continue
+                c.result_mtime = mtime
+                result, facts = self._read(run, idx)
+                if result is not None:
+                    c.partial = result
+                if facts.kind is ResultKind.COMPLETE:
+                    self._finish(run, c, result=result)
+        for run in [r for r in self._stamps if not r.unfinished]:
+            del self._stamps[run]
 
     def _on_error(self, runs: list[Run], exc: BaseException) -> None:
         """A poll failed (e.g. slurmctld unreachable). Keep trying; fail the futures only once
@@ -195,9 +266,13 @@ class Watcher(threading.Thread):
         ids = []
         for run, c in pairs:
             with run.lock:
-                if run.unfinished.pop(c.index, None) is not None:
-                    ids.append(c.task_id)
-                    self._record(run, c, port, cancelled=True)
+                if run.unfinished.pop(c.index, None) is None:
+                    continue
+            if run.pull:            # its worker goes on to other chunks; none takes this one
+                self._refuse(run, c)
+            else:
+                ids.append(c.task_id)
+            self._record(run, c, port, cancelled=True)
         port.cancel([i for i in ids if i])
         self._settle(run for run, _ in pairs)
 
@@ -211,6 +286,17 @@ class Watcher(threading.Thread):
         except OSError as exc:
             log.warning("cannot record the outcome of %s in %s: %s", c.task_id, run.rd.path, exc)
 
+    def _refuse(self, run: Run, c: ChunkState) -> None:
+        """A pull run's chunk ``c`` is cancelled (a recorded decision): take it out of the pool
+        for good (:func:`hpcpar.claims.refuse`), so no worker claims it, now or after attach."""
+        try:
+            if not claims.refuse(run.rd.path, c.index):
+                log.warning("%s: workers kept claiming cancelled chunk %d of %s", self.name_,
+                            c.index, run.rd.run_id)
+        except OSError as exc:
+            log.warning("cannot refuse the claims of chunk %d in %s: %s", c.index, run.rd.path,
+                        exc)
+
     def _folder_gone(self, port: WatchPort, run: Run, exc: OSError) -> None:
         """The run folder vanished or became unreadable: fail every unfinished chunk with an
         error naming it, and cancel its array tasks (unless ``detach``: they are the user's)."""
@@ -222,7 +308,9 @@ class Watcher(threading.Thread):
         with run.lock:
             pending = list(run.unfinished.values())
         if not getattr(self.options, "detach", False):
-            jobs = sorted({c.job_id for c in pending if c.job_id})
+            jobs = sorted({c.job_id for c in pending if c.job_id}
+                          | ({run.worker_jobs[t] for t in run.live_workers()} if run.pull
+                             else set()))
             if jobs:
                 port.cancel(jobs)
         for c in pending:
@@ -230,7 +318,8 @@ class Watcher(threading.Thread):
 
     # -- one poll ------------------------------------------------------------------------------
     def _poll(self, port: WatchPort, runs: list[Run]) -> bool:
-        job_ids = sorted({c.job_id for r in runs for c in list(r.unfinished.values()) if c.job_id},
+        job_ids = sorted({c.job_id for r in runs for c in list(r.unfinished.values()) if c.job_id}
+                         | {r.worker_jobs[t] for r in runs if r.pull for t in r.live_workers()},
                          key=lambda j: (len(j), j))
         self.status_calls += bool(job_ids)
         statuses = port.poll(job_ids) if job_ids else {}
@@ -245,6 +334,8 @@ class Watcher(threading.Thread):
                 mtimes = run.rd.result_mtimes()
                 if not run.rd.meta_path.is_file():
                     raise FileNotFoundError(2, "no run.json", str(run.rd.meta_path))
+                if run.pull:
+                    self._observe_claims(run, statuses)
             except OSError as exc:
                 self._folder_gone(port, run, exc)
                 changed = True
@@ -260,7 +351,8 @@ class Watcher(threading.Thread):
                     result, facts = self._read(run, idx)
                     if result is not None:
                         c.partial = result
-                c.status = statuses.get(c.task_id or "", MISSING)
+                if not run.pull:
+                    c.status = statuses.get(c.task_id or "", MISSING)
                 if c.state is JobState.RUNNING and not mark_running(c.future):
                     continue                     # cancelled by its caller before it started
                 if c.state.is_live:
@@ -296,12 +388,16 @@ class Watcher(threading.Thread):
 
     def _decide(self, run: Run, c: ChunkState, facts: ResultFacts, now: float,
                 cancel_requested: bool) -> Action:
+        claimed = (c.claim is not None and not c.claim.voided) if run.pull else None
         return decide(ChunkFacts(c.attempts, c.retries, c.done_at_submit, c.final_since,
                                  c.blocked_since),
                       c.state, facts, now, max_retries=self.options.max_retries,
-                      grace_s=self.grace_s, cancel_requested=cancel_requested,
+                      grace_s=self.grace_s, cancel_requested=cancel_requested, claimed=claimed,
                       resubmit_cancelled=run.resubmit_cancelled,
                       blocked_grace_s=getattr(self.options, "blocked_grace_s", float("inf")))
+
+    def _observe_claims(self, run: Run, statuses: dict) -> None:
+        observe_claims(run, statuses)
 
     def _fail_blocked(self, port: WatchPort, pairs: list[tuple[Run, ChunkState]], now: float) -> None:
         """Tasks pending too long for a reason that cannot resolve: cancel them (one command)
@@ -339,6 +435,10 @@ class Watcher(threading.Thread):
                     continue
             if c.state.is_live and c.task_id:
                 ids.append(c.task_id)
+            if run.pull and run.cancel_requested():
+                ids.extend(run.live_workers())      # the whole run: every worker goes
+            elif run.pull:
+                self._refuse(run, c)                # one chunk: its worker goes on to others
             self._record(run, c, port, cancelled=True)
             run.cancel_chunk(c)
         if ids:
@@ -370,7 +470,7 @@ class Watcher(threading.Thread):
                 self._finish(run, c, result=result)
             elif action is Action.CANCELLED and requested:
                 self._cancel_requested(port, [(run, c)])
-            elif action in (Action.REQUEUE, Action.RETRY):
+            elif action in (Action.REQUEUE, Action.RETRY, Action.REFILL):
                 if action is Action.RETRY:
                     log.warning("%s: array task %s ended %s without results; resubmitting "
                                 "(retry %d of %d)", self.name_, c.task_id, c.state.name,
@@ -380,13 +480,16 @@ class Watcher(threading.Thread):
             else:       # LOST, or CANCELLED by someone outside hpcpar (a recorded decision)
                 external = action is Action.CANCELLED
                 self._record(run, c, port, results=kind, cancelled=external)
-                stem = port.log_stem(c.task_id or "")
+                if external and run.pull:
+                    self._refuse(run, c)         # no worker takes it, now or after attach
+                tid = c.task_id or getattr(c.status, "task_id", "") or "?"
+                stem = port.log_stem(tid)
                 if external:
                     log.warning("%s: array task %s was cancelled outside hpcpar; not "
                                 "resubmitted (attach(run, resubmit_cancelled=True) would)",
-                                self.name_, c.task_id)
+                                self.name_, tid)
                 self._finish(run, c, error=JobLostError(
-                    c.state, c.task_id or "?", getattr(c.status, "exit_code", None),
+                    c.state, tid, getattr(c.status, "exit_code", None),
                     run.rd.stderr_tail(stem), attempts=c.attempts,
                     log_path=str(run.rd.logs_dir / f"{stem}.err")))
         for run, reasons in by_run.items():
@@ -423,3 +526,51 @@ class Watcher(threading.Thread):
                 log.warning("cannot update %s: %s", run.rd.meta_path, exc)
 
 
+def observe_claims(run: Run, statuses: dict) -> None:
+    """A pull run: each unfinished chunk's status is its claim owner's (lost once its
+    heartbeat stops), or, waiting in the pool, live while any of the run's workers is."""
+    for tid in run.live_workers():
+        run.worker_status[tid] = statuses.get(tid, MISSING)
+    # waiting in the pool: while every live worker pends, a pending worker's status (its
+    # reason; blocked if every one pends for a blocking reason)
+    live = [run.worker_status[t] for t in run.live_workers() if run.worker_status[t] is not None]
+    pending = [s for s in live if s.state is JobState.PENDING]
+    blocked = [s for s in pending if getattr(s, "blocked", False)]
+    pool = IN_POOL if run.live_workers() else _pool_after_workers(run)
+    if live and len(pending) == len(live):
+        pool = blocked[0] if len(blocked) == len(live) else pending[0]
+    seen = claims.scan(run.rd.path)
+    run.claims_seen = sum(info.generation + 1 for info in seen.values())
+    wall = time.time()
+    for idx, c in list(run.unfinished.items()):
+        info = c.claim = seen.get(idx)
+        if info is not None and info.refused and not info.voided:
+            run.cancelled.add(idx)       # a recorded cancel (maybe by an earlier driver)
+        if info is None or info.voided or info.refused:
+            c.task_id = c.job_id = None
+            c.status = pool
+            continue
+        c.attempts = max(c.attempts, info.generation + 1)
+        owner = run.claim_owners.get(info.name)
+        if owner is None:
+            owner = run.claim_owners[info.name] = claims.read_owner(run.rd.path, info.name)
+        c.task_id = run.workers.get(owner) if owner is not None else None
+        c.job_id = run.worker_jobs.get(c.task_id or "")
+        st = run.worker_status.get(c.task_id) if c.task_id else CLAIMING
+        st = CLAIMING if st is None else st
+        if st.state.is_live and wall - info.mtime > HEARTBEAT_LOST_S:
+            st = _Status(JobState.MISSING, f"no heartbeat for {wall - info.mtime:.0f} s")
+        c.status = st
+
+
+def _pool_after_workers(run: Run) -> _Status:
+    """The state of a pull run's pool once no worker is live: CANCELLED if the latest
+    workers were all cancelled outside hpcpar (``scancel`` of the worker array: a recorded
+    decision, so the pool's chunks are cancelled, not refilled), else MISSING."""
+    latest: list[str] = next((s["task_ids"] for s in reversed(run.meta["submissions"])
+                              if s.get("workers") and s.get("task_ids")), [])
+    ended = [run.worker_status.get(t) for t in latest]
+    if ended and all(st is not None and st.state is JobState.CANCELLED for st in ended):
+        return _Status(JobState.CANCELLED, "CANCELLED",
+                       reason="every worker was cancelled outside hpcpar", task_id=latest[-1])
+    return MISSING

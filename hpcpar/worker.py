@@ -34,12 +34,13 @@ import pickle
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import argstore
+from . import argstore, claims, runstate
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
 EXIT_OK = 0
@@ -54,6 +55,11 @@ class StopRequested(BaseException):
     def __init__(self, signame: str):
         super().__init__(signame)
         self.signame = signame
+
+
+class ClaimVoided(Exception):
+    """A pulling worker's claim was voided by the driver (it judged the worker dead): the
+    worker drops the chunk without writing to it."""
 
 
 def portable_exception(exc: BaseException, tb: str) -> BaseException:
@@ -133,6 +139,7 @@ class _Signals:
         self.checkpoint_due = False
         self.rd: RunDir | None = None
         self.result: ChunkResult | None = None
+        self.claim: claims.Claim | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGUSR2, signal.SIGTERM):
@@ -169,10 +176,12 @@ class _Signals:
             raise StopRequested(self.pending)
 
     def write(self, result: ChunkResult | None = None) -> None:
-        rd, result = self.rd, result or self.result
-        assert rd is not None and result is not None, "write() before the chunk was set up"
+        rd, res = self.rd, result or self.result
+        assert rd is not None and res is not None, "write() before the chunk was set up"
+        if self.claim is not None and not res.complete and self.claim.voided():
+            raise ClaimVoided(self.claim.chunk)        # the chunk was given to another worker
         with self:
-            rd.write_result(result)
+            rd.write_result(res)
 
 
 def chunk_from_env(var: str, base: int) -> int:
@@ -183,10 +192,17 @@ def chunk_from_env(var: str, base: int) -> int:
     return int(value) - base + int(os.environ.get("HPCPAR_INDEX_OFFSET", "0") or 0)
 
 
-def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: str = "stop") -> int:
-    """Run chunk ``chunk`` of run folder ``rd``; returns the process exit code."""
+def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: str = "stop",
+              claim: claims.Claim | None = None, cache: dict | None = None) -> int:
+    """Run chunk ``chunk`` of run folder ``rd``; returns the process exit code.
+
+    ``claim``: the pulling worker's claim on the chunk (its partial results are not written
+    once the driver voided it). ``cache``: a dict kept across a pulling worker's chunks, so
+    run.json and the function are read and unpickled once per worker.
+    """
     sigs = _Signals(on_warning)
     sigs.rd = rd
+    sigs.claim = claim
     sigs.install()
     try:
         prior = rd.read_result(chunk)
@@ -197,12 +213,15 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
     if prior is not None and prior.complete:
         print(f"hpcpar.worker: chunk {chunk} already complete; nothing to do", file=sys.stderr)
         return EXIT_OK
+    cache = {} if cache is None else cache
     try:
-        meta = rd.read_meta()
-        for entry in meta.get("python_path", []):
-            if entry not in sys.path and os.path.isdir(entry):
-                sys.path.append(entry)
-        argstore.use_run_dir(rd.path)       # stored arguments moved into the run folder
+        meta = cache.get("meta") or rd.read_meta()
+        if "meta" not in cache:
+            for entry in meta.get("python_path", []):
+                if entry not in sys.path and os.path.isdir(entry):
+                    sys.path.append(entry)
+            argstore.use_run_dir(rd.path)       # stored arguments moved into the run folder
+            cache["meta"] = meta
         tasks = pickle.loads(rd.read_chunk_bytes(chunk))
     except (OSError, CorruptFileError, ValueError, pickle.UnpicklingError) as exc:
         print(f"hpcpar.worker: cannot read chunk {chunk} of {rd.path}: {exc}", file=sys.stderr)
@@ -212,7 +231,8 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
     result.host, result.pid, result.stopped_by, result.warned = socket.gethostname(), os.getpid(), None, False
     sigs.result = result
     try:
-        payload = pickle.loads(rd.read_function_bytes())
+        payload = cache.get("payload") or pickle.loads(rd.read_function_bytes())
+        cache["payload"] = payload
     except Exception as exc:  # noqa: BLE001 e.g. a module the function needs is not importable on this node
         tb = traceback.format_exc()
         failure = (False, portable_exception(exc, tb), tb)
@@ -225,15 +245,70 @@ def run_chunk(rd: RunDir, chunk: int, checkpoint_s: float = 10.0, on_warning: st
     try:
         run_tasks(payload, tasks, result, checkpoint=sigs.write, checkpoint_s=checkpoint_s, guard=sigs)
         sigs.write()
+    except ClaimVoided:
+        print(f"hpcpar.worker: chunk {chunk} was given to another worker; dropped",
+              file=sys.stderr, flush=True)
+        return EXIT_OK
     except StopRequested as stop:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         result.stopped_by = stop.signame
         result.finished = time.time()
-        rd.write_result(result)
+        if claim is None or not claim.voided():
+            rd.write_result(result)
         print(f"hpcpar.worker: stopped by {stop.signame} after {result.done}/{result.n_tasks} tasks; "
               "partial results written", file=sys.stderr, flush=True)
         return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _heartbeat(current: list[claims.Claim | None], stop: threading.Event) -> None:
+    while not stop.wait(claims.HEARTBEAT_S):
+        claim = current[0]
+        if claim is not None:
+            claim.heartbeat()
+
+
+def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = "stop") -> int:
+    """Claim and run the run's chunks (see :mod:`hpcpar.claims`) until none is left; returns
+    the process exit code (that of the first chunk stopped by a signal, else 0).
+
+    While a chunk runs, a thread touches its claim every ``claims.HEARTBEAT_S`` seconds (the
+    driver gives the chunk back to the pool if the heartbeat stops).
+    """
+    try:
+        n_chunks = int(rd.read_meta()["n_chunks"])
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"hpcpar.worker: cannot read {rd.meta_path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    claimer = claims.Claimer(rd.path, n_chunks, worker)
+    cache: dict = {}
+    current: list[claims.Claim | None] = [None]
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(current, stop), daemon=True,
+                     name="hpcpar-heartbeat").start()
+
+    def done(i: int) -> bool:
+        try:
+            result = rd.read_result(i)
+        except (OSError, CorruptFileError, EOFError, ValueError, pickle.UnpicklingError):
+            return False
+        return result is not None and result.complete
+
+    ran = 0
+    try:
+        # a cancel request (`hpcpar cancel`, the owner's cancel) stops claiming even when the
+        # driver that would cancel this worker is gone
+        while not runstate.cancel_requested(rd) and (claim := claimer.next(done)) is not None:
+            current[0] = claim
+            code = run_chunk(rd, claim.chunk, checkpoint_s, on_warning, claim=claim, cache=cache)
+            current[0] = None
+            ran += 1
+            if code != EXIT_OK:
+                return code
+    finally:
+        stop.set()
+    print(f"hpcpar.worker: worker {worker} ran {ran} chunk(s); none left", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -249,8 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between partial-result checkpoints (default 10)")
     p.add_argument("--on-warning", choices=("stop", "checkpoint"), default="stop",
                    help="on SIGUSR2 (walltime warning): save and exit, or save and go on (default stop)")
+    p.add_argument("--pull", action="store_true",
+                   help="the array index names a worker, which claims and runs chunks until "
+                        "none is left (see hpcpar.claims)")
     a = p.parse_args(argv)
     chunk = a.chunk if a.chunk is not None else chunk_from_env(a.index_var, a.index_base)
+    if a.pull:
+        return pull(RunDir(a.run_dir), chunk, a.checkpoint_s, a.on_warning)
     return run_chunk(RunDir(a.run_dir), chunk, a.checkpoint_s, a.on_warning)
 
 

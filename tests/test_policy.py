@@ -1,5 +1,7 @@
 """The retry policy as a table: every job state x results file x walltime warning x retries
-left x cancel request x grace period elapsed x resubmit_cancelled, each case checked against the rule table below.
+left x cancel request x grace period elapsed x resubmit_cancelled x claim (pull runs: held by a
+worker, waiting in the pool, or None for a run whose array tasks are bound to chunks), each case
+checked against the rule table below.
 
 The rule table is the specification (first matching row wins; ``*`` matches anything). It is
 written independently of :func:`hpcpar.policy.decide`'s code, as rows a reader can audit.
@@ -19,16 +21,19 @@ LIVE = {S.PENDING, S.RUNNING, S.UNKNOWN}
 ANY = "*"
 
 #: (job states, result kinds, warned, retries left, cancel requested, grace elapsed,
-#:  resubmit_cancelled) -> action
+#:  resubmit_cancelled, claimed) -> action; in a pull run the state is the claim owner's, or the
+#:  pool's (live while any worker is) for a chunk not claimed
 RULES = [
-    (ANY,   {K.COMPLETE}, ANY,   ANY,   ANY,   ANY,   ANY,   A.RESOLVE),
-    (ANY,   ANY,          ANY,   ANY,   True,  ANY,   ANY,   A.CANCELLED),   # never resubmitted
-    (LIVE,  ANY,          ANY,   ANY,   ANY,   ANY,   ANY,   A.WAIT),
-    (ANY,   ANY,          ANY,   ANY,   ANY,   False, ANY,   A.WAIT),
-    ({S.CANCELLED}, ANY,  ANY,   ANY,   ANY,   ANY,   False, A.CANCELLED),   # an external cancel
-    (ANY,   {K.PARTIAL},  True,  ANY,   ANY,   ANY,   ANY,   A.REQUEUE),     # not a retry
-    (ANY,   ANY,          ANY,   True,  ANY,   ANY,   ANY,   A.RETRY),
-    (ANY,   ANY,          ANY,   False, ANY,   ANY,   ANY,   A.LOST),
+    (ANY,   {K.COMPLETE}, ANY,   ANY,   ANY,   ANY,   ANY,   ANY,   A.RESOLVE),
+    (ANY,   ANY,          ANY,   ANY,   True,  ANY,   ANY,   ANY,   A.CANCELLED),   # never resubmitted
+    (LIVE,  ANY,          ANY,   ANY,   ANY,   ANY,   ANY,   ANY,   A.WAIT),
+    (ANY,   ANY,          ANY,   ANY,   ANY,   False, ANY,   ANY,   A.WAIT),
+    ({S.CANCELLED}, ANY,  ANY,   ANY,   ANY,   ANY,   False, ANY,   A.CANCELLED),   # an external cancel
+    (ANY,   ANY,          ANY,   True,  ANY,   ANY,   ANY,   False, A.REFILL),      # no worker left
+    (ANY,   ANY,          ANY,   False, ANY,   ANY,   ANY,   False, A.LOST),        # none ever claims
+    (ANY,   {K.PARTIAL},  True,  ANY,   ANY,   ANY,   ANY,   ANY,   A.REQUEUE),     # not a retry
+    (ANY,   ANY,          ANY,   True,  ANY,   ANY,   ANY,   ANY,   A.RETRY),
+    (ANY,   ANY,          ANY,   False, ANY,   ANY,   ANY,   ANY,   A.LOST),
 ]
 
 MAX_RETRIES = 2
@@ -36,8 +41,9 @@ GRACE_S = 3.0
 NOW = 1000.0
 
 
-def expected(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled) -> Action:
-    case = (state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled)
+def expected(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled,
+             claimed) -> Action:
+    case = (state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled, claimed)
     for *pattern, action in RULES:
         if all(p == ANY or (v in p if isinstance(p, set) else v == p) for p, v in zip(pattern, case, strict=False)):
             return action
@@ -56,21 +62,23 @@ def facts(state, kind, warned, retries_left, grace_elapsed):
 
 
 CASES = list(itertools.product(list(JobState), list(ResultKind), (False, True), (False, True),
-                               (False, True), (False, True), (False, True)))
+                               (False, True), (False, True), (False, True), (None, False, True)))
 
 
 def test_the_table_has_every_case():
-    assert len(CASES) == 11 * 4 * 2 * 2 * 2 * 2 * 2 == 1408
+    assert len(CASES) == 11 * 4 * 2 * 2 * 2 * 2 * 2 * 3 == 4224
 
 
-@pytest.mark.parametrize("state,kind,warned,retries_left,cancel,grace_elapsed,resubmit_cancelled",
-                         CASES, ids=lambda v: getattr(v, "name", str(v)))
-def test_decide(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled):
+@pytest.mark.parametrize(
+    "state,kind,warned,retries_left,cancel,grace_elapsed,resubmit_cancelled,claimed", CASES,
+    ids=lambda v: getattr(v, "name", str(v)))
+def test_decide(state, kind, warned, retries_left, cancel, grace_elapsed, resubmit_cancelled,
+                claimed):
     chunk, result = facts(state, kind, warned, retries_left, grace_elapsed)
     got = decide(chunk, state, result, NOW, max_retries=MAX_RETRIES, grace_s=GRACE_S,
-                 cancel_requested=cancel, resubmit_cancelled=resubmit_cancelled)
+                 cancel_requested=cancel, resubmit_cancelled=resubmit_cancelled, claimed=claimed)
     assert got is expected(state, kind, warned, retries_left, cancel, grace_elapsed,
-                           resubmit_cancelled)
+                           resubmit_cancelled, claimed)
 
 
 def test_a_cancelled_task_is_never_resubmitted():

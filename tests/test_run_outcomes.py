@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import hpcpar
-from hpcpar import RunFolderError, runstate
+from hpcpar import RunFolderError, claims, runstate
 from hpcpar.cli import main
 from hpcpar.rundir import RunDir
 
@@ -244,7 +244,11 @@ def raised(proc: subprocess.CompletedProcess) -> str:
 def test_an_external_cancel_sticks_across_attach_unless_resubmit_cancelled(fake, tmp_path, runs_dir):
     driver, run_id = start_driver(tmp_path, runs_dir, [0.2, 6])
     rd = RunDir(runs_dir / run_id)
-    task = runstate.read(rd)["submissions"][0]["task_ids"][1]
+    # a pull run: the array task to cancel is the worker holding chunk 1's claim
+    assert wait_for(lambda: (rd.path / "claims" / "000001.0").exists())
+    assert wait_for(lambda: claims.read_owner(rd.path, "000001.0") is not None)
+    owner = claims.read_owner(rd.path, "000001.0")
+    task = runstate.read(rd)["submissions"][0]["task_ids"][owner]
     assert wait_for(lambda: len(rd.result_mtimes()) >= 1 and task in live_tasks(fake, [task.split("_")[0]]))
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
@@ -253,14 +257,17 @@ def test_an_external_cancel_sticks_across_attach_unless_resubmit_cancelled(fake,
     attached = attach_in_new_process(tmp_path, runs_dir, run_id)
     assert raised(attached).startswith(f"RAISED JobLostError job {task} ended CANCELLED"), attached.stdout
     assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
-    assert runstate.read_outcomes(rd)[task]["cancelled"] is True
+    # the worker's record names the chunk it held, cancelled; the chunk is out of the pool
+    assert runstate.read_outcomes(rd)[task]["chunks"]["1"]["cancelled"] is True
+    assert claims.scan(rd.path)[1].refused
     assert runstate.read(rd)["state"] == "failed"
     again = attach_in_new_process(tmp_path, runs_dir, run_id)                # still not
     assert raised(again).startswith("RAISED CancelledError"), again.stdout      # recorded: cancelled
     assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
     asked = attach_in_new_process(tmp_path, runs_dir, run_id, resubmit_cancelled=True)
     assert raised(asked) == "RESULTS [None, None]", asked.stdout + asked.stderr
-    assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial", "retry"]
+    # the chunk went back to the pool and, no worker being live, new workers pulled it
+    assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial", "refill"]
     assert runstate.read(rd)["state"] == "done"
 
 
@@ -356,3 +363,55 @@ def test_a_cancel_by_the_with_block_is_recorded_and_attach_honours_it(fake, runs
         run.results(timeout=60)
     assert [s["reason"] for s in runstate.read(rd)["submissions"]] == ["initial"]
     assert runstate.read(rd)["state"] == "cancelled"
+
+
+def test_a_pull_runs_outcome_record_is_the_workers_and_names_the_chunks_it_held(tmp_path):
+    """In a pull run an array task is a worker holding many chunks over its life: its record
+    keeps its own end once, and each chunk's results and cancel under ``chunks``; a reopened
+    run (attach) knows the cancelled chunks from those records."""
+    from hpcpar.runstate import Run, create_run
+    from hpcpar.states import JobState
+
+    rd = create_run(tmp_path, prefix="r", meta={
+        "backend": "fake", "kind": "map", "n_chunks": 3, "chunk_sizes": [1, 1, 1], "pull": True,
+        "submissions": [{"job_id": "7", "job_ids": ["7"], "indices": [], "workers": [0, 1],
+                         "task_ids": ["7_0", "7_1"], "offset": 0, "reason": "initial"}]})
+    runstate.record_outcome(rd, 0, "7_1", results="complete", worker=True)
+    runstate.record_outcome(rd, 2, "7_1", state=JobState.CANCELLED, exit_code=0,
+                            results="absent", cancelled=True, worker=True)
+    runstate.record_outcome(rd, 2, "7_1", results="partial", worker=True)   # first word stays
+    rec = runstate.read_outcomes(rd)["7_1"]
+    assert (rec["index"], rec["state"], rec["exit_code"]) == (None, "CANCELLED", 0)
+    assert rec["chunks"] == {"0": {"results": "complete"},
+                             "2": {"results": "absent", "cancelled": True}}
+    assert "cancelled" not in rec and "results" not in rec        # not the worker's own
+    run = Run.reopen(rd, lambda tid: tid.split("_")[0])
+    assert run.pull and run.cancelled == {2}
+    assert run.workers == {0: "7_0", 1: "7_1"}
+
+
+def test_status_records_a_pull_runs_workers_and_its_end_once_its_driver_is_gone(
+        fake, tmp_path, runs_dir, capsys):
+    """`hpcpar status` on a pull run whose driver died: it shows and records the workers (the
+    run's array tasks), and once every worker has ended, the run's end (done: every chunk has
+    results)."""
+    driver, run_id = start_driver(tmp_path, runs_dir, [0.2, 0.2, 0.2])
+    rd = RunDir(runs_dir / run_id)
+    workers = runstate.worker_tasks(runstate.read(rd))
+    assert workers and runstate.read(rd)["pull"]
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    job = runstate.read(rd)["submissions"][0]["job_id"]
+    assert wait_for(lambda: len(rd.result_mtimes()) == 3 and not live_tasks(fake, [job]))
+    assert runstate.read(rd)["state"] in ("submitted", "running")
+    assert main(["status", run_id, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "state    done" in out and f"tasks    COMPLETED: {len(workers)}" in out, out
+    recs = runstate.read_outcomes(rd)
+    assert [(recs[t]["state"], recs[t]["index"]) for t in workers.values()] == [
+        ("COMPLETED", None)] * len(workers)
+    assert runstate.read(rd)["state"] == "done"               # recorded, not only shown
+    assert main(["logs", run_id, "--runs-dir", str(runs_dir)]) == 0   # the workers' logs
+    logs = capsys.readouterr().out
+    assert all(f"==> {rd.logs_dir / fake.log_stem(t)}.err <==" in logs for t in workers.values())
+    assert "chunk(s); none left" in logs, logs

@@ -69,13 +69,17 @@ def test_map_is_one_job_array_and_run_folder_is_private(runs_dir):
         run_id = ex.run_ids[0]
     rd = runs_dir / run_id
     meta = json.loads((rd / "run.json").read_text())
-    assert len(meta["submissions"]) == 1 and meta["submissions"][0]["indices"] == [0, 1, 2, 3]
+    # 4 chunks pulled by at most 4 workers (the queue's slots), one array
+    (sub,) = meta["submissions"]
+    n = len(sub["workers"])
+    assert 1 <= n <= 4 and sub["workers"] == list(range(n))
     assert meta["state"] == "done"
-    for p in (rd, rd / "results", rd / "chunks", rd / "logs"):
+    for p in (rd, rd / "results", rd / "chunks", rd / "logs", rd / "claims"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o700
     assert "#SBATCH --job-name=onearray" in (rd / "job.sh").read_text()
-    assert sorted(p.name for p in (rd / "logs").iterdir()) == sorted(
-        f"{meta['submissions'][0]['job_id']}_{i}.{ext}" for i in range(4) for ext in ("out", "err"))
+    logs = {p.name for p in (rd / "logs").iterdir()}     # a worker still pending at the end
+    assert logs and logs <= {f"{sub['job_id']}_{i}.{ext}"  # is cancelled: no log
+                             for i in range(n) for ext in ("out", "err")}
 
 
 def test_scancel_one_array_task_mid_run_is_a_recorded_cancel(runs_dir, tmp_path):
@@ -89,15 +93,22 @@ def test_scancel_one_array_task_mid_run_is_a_recorded_cancel(runs_dir, tmp_path)
         results = ex.map(marked_sleep, range(4), [str(markers)] * 4, [6] * 4, chunksize=1)
         assert wait_for(lambda: (markers / "start-1").exists())
         job_id = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())["submissions"][0]["job_id"]
-        subprocess.run(["scancel", f"{job_id}_1"], check=True, timeout=30)
-        with pytest.raises(hpcpar.JobLostError, match=rf"job {job_id}_1 ended CANCELLED .*log: "):
+        owner = json.loads((runs_dir / ex.run_ids[0] / "claims" / "000001.0").read_text())["worker"]
+        task = f"{job_id}_{owner}"                                   # chunk 1's worker
+        subprocess.run(["scancel", task], check=True, timeout=30)
+        with pytest.raises(hpcpar.JobLostError, match=rf"job {task} ended CANCELLED .*log: "):
             got.extend(results)
     assert got == [0]
     run = runs_dir / ex.run_ids[0]
     meta = json.loads((run / "run.json").read_text())
-    assert [s["reason"] for s in meta["submissions"]] == ["initial"]
-    outcome = json.loads((run / "outcomes" / f"{job_id}_1.json").read_text())
-    assert (outcome["state"], outcome["cancelled"]) == ("CANCELLED", True)
+    assert [s["reason"] for s in meta["submissions"]] == ["initial"]      # no worker refilled
+    # a pull run's outcome record is the worker's, naming the chunks it held
+    outcome = json.loads((run / "outcomes" / f"{task}.json").read_text())
+    assert outcome["state"] == "CANCELLED" and outcome["chunks"]["1"]["cancelled"] is True
+    # the driver took chunk 1 out of the pool: its dead owner's claim voided, the next
+    # generation refused, so no worker ever claims it again
+    assert (run / "claims" / "000001.0.void").exists()
+    assert (run / "claims" / "000001.1.cancel").exists()
     # map's iterator cancels the chunks after the one that raised (concurrent.futures' map), so
     # whether 2 and 3 ran depends on the queue; chunk 1 ran once and never finished
     assert counts(markers, "start")[1] == 1 and 1 not in counts(markers, "done")
@@ -346,10 +357,13 @@ def test_status_calls_do_not_grow_with_tasks(tmp_path, runs_dir):
 
 
 def test_arrays_past_max_array_size_split_and_offset_on_real_slurm(runs_dir):
-    """Pretend MaxArraySize is 5: 12 chunks go out as arrays 0-4, 0-4 (+5) and 0-1 (+10)."""
+    """Pretend MaxArraySize is 1: the workers (one per slot, 2 here) go out as arrays 0 and
+    0 (+1), each worker knowing its index from the offset."""
     ex = fast(runs_dir=str(runs_dir))
-    ex._backend.probe()["max_array_size"] = 5
+    ex._backend.probe()["max_array_size"] = 1
+    n = min(ex.slots(), 12)
     with ex:
         assert list(ex.map(abs, range(-12, 0), chunksize=1)) == list(range(12, 0, -1))
     subs = json.loads((runs_dir / ex.run_ids[0] / "run.json").read_text())["submissions"]
-    assert [(s["offset"], s["indices"]) for s in subs] == [(0, [0, 1, 2, 3, 4]), (5, [5, 6, 7, 8, 9]), (10, [10, 11])]
+    assert [(s["offset"], s["workers"]) for s in subs] == [(w, [w]) for w in range(n)]
+    assert {s["task_ids"][0].split("_")[1] for s in subs} == {"0"}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from .. import _signals, _subprocess, argstore, runstate, templates
+from .. import _signals, _subprocess, argstore, claims, runstate, templates
 from .._futures import ChunkFuture
 from ..config import default_runs_dir, usable_runs_root
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
@@ -37,6 +37,24 @@ log = logging.getLogger("hpcpar")
 #: scheduler overhead). ``chunksize=`` overrides.
 DEFAULT_SLOT_CAP = 250
 _UNSET = object()
+
+
+def guided_chunk_sizes(n_items: int, workers: int, min_size: int = 1) -> list[int]:
+    """Guided self-scheduling (Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987,
+    as OpenMP's ``schedule(guided)``): each chunk takes ``ceil(left / (2 * workers))`` of the
+    tasks left, at least ``min_size``. Pulling workers take the big chunks first and the small
+    ones last, so they finish together without knowing task durations, and the chunk count
+    grows only as ``2 * workers * ln(n_items / workers)`` (few claims for many tiny tasks).
+
+    >>> guided_chunk_sizes(16, 2)
+    [4, 3, 3, 2, 1, 1, 1, 1]
+    """
+    sizes, left = [], n_items
+    while left > 0:
+        size = min(left, max(min_size, -(-left // (2 * max(1, workers)))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 class BatchBackend(Backend):
@@ -191,6 +209,11 @@ class BatchBackend(Backend):
                 self._slots = max(1, min(slots, DEFAULT_SLOT_CAP))
             return self._slots
 
+    def chunk_plan(self, n_items: int) -> list[int]:
+        """Chunk sizes for ``n_items`` tasks pulled by ``min(slots, n_items)`` workers (the
+        default when ``chunksize=`` is not given): see :func:`guided_chunk_sizes`."""
+        return guided_chunk_sizes(n_items, min(self.slots(), n_items) or 1)
+
     def runs_root(self) -> Path:
         return Path(self.options.runs_dir).expanduser() if self.options.runs_dir else default_runs_dir()
 
@@ -244,6 +267,7 @@ class BatchBackend(Backend):
         self.validate()
         probe = self.probe()
         meta = {
+            "pull": True,
             "backend": self.name,
             "kind": request.kind,
             "mode": request.mode,
@@ -264,16 +288,18 @@ class BatchBackend(Backend):
         rd.write_function(request.fn_payload)
         for i, chunk in enumerate(request.chunks):
             rd.write_chunk(i, chunk)
+        (rd.path / "claims").mkdir(mode=0o700)
+        n_workers = min(self.slots(), len(request.chunks))
         script = self.render_script(self.script_context(
-            request.job_name, self.worker_command(str(rd.path)), run_dir=str(rd.path),
+            request.job_name, [*self.worker_command(str(rd.path)), "--pull"], run_dir=str(rd.path),
             log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd(),
-            array_directives=self.array_directives(len(request.chunks), request.job_name,
+            array_directives=self.array_directives(n_workers, request.job_name,
                                                    probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
         chunks = {i: ChunkState(i, ChunkFuture(), size) for i, size in enumerate(request.chunk_sizes)}
         run = Run(rd, chunks, runstate.read(rd))
         try:
-            self.submit_chunks(run, sorted(chunks), reason="initial")
+            self.submit_workers(run, n_workers, reason="initial")
         except BaseException:
             run.set_phase(RunPhase.SUBMIT_FAILED)
             raise
@@ -355,7 +381,31 @@ class BatchBackend(Backend):
         return out
 
     def resubmit(self, run: Run, indices: list[int], reason: str) -> None:
-        self.submit_chunks(run, indices, reason)
+        """Push runs: submit ``indices`` again. Pull runs: void the dead owners' claims of
+        ``indices`` (the chunks go back to the pool), then submit workers only if no live
+        one remains to take them."""
+        if not run.pull:
+            self.submit_chunks(run, indices, reason)
+            return
+        lost_by = ""
+        idle = reason == "refill" and run.claims_seen <= run.claims_at_submit
+        for i in indices:
+            c = run.chunks[i]
+            c.retries += idle            # the last workers ended without claiming anything
+            if reason != "refill" and c.claim is not None and not c.claim.voided:
+                claims.void(run.rd.path, i, c.claim.generation)
+                c.claim = dataclasses.replace(c.claim, voided=True)
+                c.retries += reason == "retry"
+                c.done_at_submit = c.partial.done if c.partial else 0
+                lost_by = lost_by or c.job_id or ""
+            c.status, c.final_since, c.task_id, c.job_id = None, None, None, None
+        if not run.live_workers():
+            with run.lock:
+                waiting = len(run.unfinished)
+            self.submit_workers(run, min(self.slots(), max(1, waiting)), reason, indices)
+        elif reason != "refill":
+            run.record_workers(lost_by, {}, reason, indices=indices)
+            run.save()
 
     def cancel(self, ids: Sequence[str]) -> None:
         self.cancel_ids(ids)
@@ -363,8 +413,17 @@ class BatchBackend(Backend):
     def log_stem(self, task_id: str) -> str:
         return self.spec.log_stem(task_id)
 
-    def submit_chunks(self, run: Run, indices: list[int], reason: str) -> None:
-        """Submit ``indices`` of ``run`` as array job(s); record them in run.json."""
+    def submit_workers(self, run: Run, n: int, reason: str, chunks: Sequence[int] = ()) -> None:
+        """Submit ``n`` pulling workers for ``run`` (array indices continue after the last
+        worker's, so each worker's index is unique in the run), for ``chunks`` given back to
+        the pool; record them in run.json."""
+        first = run.next_worker_index()
+        self.submit_chunks(run, list(range(first, first + n)), reason, workers=list(chunks))
+
+    def submit_chunks(self, run: Run, indices: list[int], reason: str,
+                      workers: list[int] | None = None) -> None:
+        """Submit ``indices`` of ``run`` as array job(s); record them in run.json (as pulling
+        workers when ``workers`` is a list: the chunks they are submitted for)."""
         probe = self.probe()
         subs = self.spec.submissions(str(run.rd.script_path), indices, self.options.max_running,
                                      probe.get("max_array_size"))
@@ -386,8 +445,13 @@ class BatchBackend(Backend):
                 raise
             job_ids = list(dict.fromkeys(self.spec.job_id_of(task_ids[i]) for i in sub.indices))
             done_jobs.extend(job_ids)
-            run.record_submission(job_ids[0], {i: task_ids[i] for i in sub.indices}, reason,
-                                  sub.offset, job_id_of=self.spec.job_id_of)
+            if workers is None:
+                run.record_submission(job_ids[0], {i: task_ids[i] for i in sub.indices}, reason,
+                                      sub.offset, job_id_of=self.spec.job_id_of)
+            else:
+                run.record_workers(job_ids[0], {i: task_ids[i] for i in sub.indices}, reason,
+                                   sub.offset, job_id_of=self.spec.job_id_of, indices=workers)
+                workers = []                  # the chunks are recorded with the first array
             log.info("%s: submitted job %s (%d array tasks, %s) for run %s", self.name,
                      " ".join(job_ids), len(sub.indices), reason, run.rd.run_id)
 
@@ -412,7 +476,8 @@ class BatchBackend(Backend):
                 log.warning("cannot record the cancel in %s: %s", run.rd.path, exc)
         for c in pending:
             run.cancel_chunk(c)
-        self.cancel_ids([c.job_id for c in pending])
+        workers: list[str | None] = [run.worker_jobs[t] for t in run.live_workers()] if run.pull else []
+        self.cancel_ids([c.job_id for c in pending] + workers)
         try:
             run.settle()
         except OSError as exc:
