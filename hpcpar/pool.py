@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import threading
 import time
 from pathlib import Path
@@ -94,7 +95,31 @@ def published(pool: Path) -> list[tuple[int, str]]:
 
 
 def touch_driver(pool: Path) -> None:
-    (pool / "driver").touch(mode=0o600)
+    """Touch the driver heartbeat (written first with the driver's host and process id)."""
+    path = pool / "driver"
+    if not path.exists():
+        atomic_write(path, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+    path.touch(mode=0o600)
+
+
+def driver_ended(pool: Path) -> int | None:
+    """The driver's process id if the driver ran on this host and its process has ended (a
+    worker on the driver's host sees a killed driver at once, not after ``DRIVER_STALE_S``);
+    else None."""
+    try:
+        rec = json.loads((pool / "driver").read_text())
+        if rec.get("host") != socket.gethostname():
+            return None
+        pid = int(rec["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except OSError:                        # alive, another user's: not ours to judge
+        return None
+    return None
 
 
 def driver_age(pool: Path, now: float | None = None) -> float:
@@ -153,6 +178,9 @@ def exit_reason(pool: Path, *, idle_s: float, keep_s: float, walltime_left_s: fl
     age = driver_age(pool, now)
     if age > DRIVER_STALE_S:
         return f"the driver is gone (no heartbeat for {age:.0f} s)"
+    pid = driver_ended(pool)
+    if pid is not None:
+        return f"the driver is gone (its process {pid} ended)"
     if idle_s > keep_s:
         return f"idle for {idle_s:.1f} s (keep_workers_s={keep_s:g})"
     if not walltime_fits(walltime_left_s, longest_chunk_s):

@@ -353,9 +353,10 @@ def serve(rd: RunDir, worker: int, pool_dir: Path, keep_s: float,
         return None if not walltime_s else started + walltime_s - time.time()
 
     def may_claim() -> bool:
-        # a worker's first chunk is always taken, as a worker without a pool takes it
-        fits = stats["ran"] == 0 or pool.walltime_fits(walltime_left(), stats["longest_s"])
-        return fits and not pool.shutdown_requested(pool_dir)
+        # a worker's first chunk is always taken, as a worker without a pool takes it; the
+        # shutdown marker does not stop claiming (a run resubmitted by attach after the
+        # executor's shutdown is served by workers of the same job script)
+        return stats["ran"] == 0 or pool.walltime_fits(walltime_left(), stats["longest_s"])
 
     def idle_signal(signum, frame) -> None:
         raise StopRequested(signal.Signals(signum).name)
