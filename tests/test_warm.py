@@ -48,6 +48,16 @@ def exits(runs_dir: Path, run_id: str) -> list[str]:
     return [line for line in worker_logs(runs_dir, run_id).splitlines() if " exits: " in line]
 
 
+def rendezvous(x, folder: str, n: int = 2):
+    """Wait (up to 120 s) until ``n`` worker processes have run this, so each of ``n`` workers
+    takes one of the first ``n`` chunks (every worker has started when the map ends)."""
+    Path(folder, str(os.getpid())).touch()
+    end = time.monotonic() + 120
+    while len(os.listdir(folder)) < n and time.monotonic() < end:
+        time.sleep(0.05)
+    return x
+
+
 def sleepy(x):
     time.sleep(0.2)
     return x * 10
@@ -185,3 +195,30 @@ def test_attach_finishes_a_run_served_by_warm_workers(fake, runs_dir):
 def test_keep_workers_s_is_validated(bad):
     with pytest.raises(ConfigError, match="keep_workers_s"):
         hpcpar.Executor("local", keep_workers_s=bad)
+
+
+def squeue_lines(job_ids: set[str]) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["squeue", "-h", "--array", "--jobs=" + ",".join(sorted(job_ids)),
+                          "-o", "%i %T"], capture_output=True, text=True, timeout=60, check=False)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.slurm
+def test_two_maps_on_one_slurm_executor_share_the_workers(slurm, runs_dir, tmp_path):
+    """Real SLURM: the second map takes the first map's array tasks (no second sbatch); after
+    the ``with`` block no job of the executor is left in squeue."""
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    with hpcpar.Executor("slurm", runs_dir=str(runs_dir), max_running=2, chunksize=1,
+                         walltime=300, poll_interval_s=0.2, max_poll_interval_s=1.0) as ex:
+        assert list(ex.map(rendezvous, range(2), [str(meet)] * 2)) == [0, 1]
+        assert list(ex.map(abs, range(-4, 0))) == [4, 3, 2, 1]
+    metas = [meta_of(runs_dir, r) for r in ex.run_ids]
+    jobs = {j for m in metas for s in m["submissions"] for j in s["job_ids"]}
+    assert len(submitted(metas[0])) == 1 and submitted(metas[1]) == []
+    assert len(jobs) == 1
+    assert worker_tasks(metas[1]) <= worker_tasks(metas[0])
+    wait_for(lambda: not squeue_lines(jobs), timeout_s=120, what="the workers to leave squeue")
+    assert all("shut down" in line for line in exits(runs_dir, ex.run_ids[0]))
