@@ -222,3 +222,41 @@ def test_two_maps_on_one_slurm_executor_share_the_workers(slurm, runs_dir, tmp_p
     assert worker_tasks(metas[1]) <= worker_tasks(metas[0])
     wait_for(lambda: not squeue_lines(jobs), timeout_s=120, what="the workers to leave squeue")
     assert all("shut down" in line for line in exits(runs_dir, ex.run_ids[0]))
+
+
+def test_local_workers_stay_warm_between_maps():
+    with hpcpar.Executor("local", max_workers=1, keep_workers_s=60) as ex:
+        first = ex.submit(os.getpid).result(timeout=60)
+        assert list(ex.map(abs, [-1, -2])) == [1, 2]
+        assert ex.submit(os.getpid).result(timeout=60) == first
+
+
+def test_local_idle_worker_exits_after_keep_workers_s():
+    with hpcpar.Executor("local", max_workers=1, keep_workers_s=0.2) as ex:
+        first = ex.submit(os.getpid).result(timeout=60)
+        wait_for(lambda: not Path(f"/proc/{first}").exists(), what="the idle worker's exit")
+        second = ex.submit(os.getpid).result(timeout=60)
+        assert second != first
+
+
+def test_exit_reasons_in_order(tmp_path):
+    folder = pool.create(tmp_path)
+    kw = {"idle_s": 1.0, "keep_s": 60.0, "walltime_left_s": None, "longest_chunk_s": 5.0}
+    assert pool.exit_reason(folder, **kw) is None
+    assert "idle" in pool.exit_reason(folder, **{**kw, "idle_s": 61.0})
+    assert "walltime" in pool.exit_reason(folder, **{**kw, "walltime_left_s": 19.0})
+    assert pool.exit_reason(folder, **{**kw, "walltime_left_s": 21.0}) is None
+    old = time.time() - pool.DRIVER_STALE_S - 1
+    os.utime(folder / "driver", (old, old))
+    assert "driver is gone" in pool.exit_reason(folder, **kw)
+    pool.request_shutdown(folder)
+    assert "shut down" in pool.exit_reason(folder, **kw)
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+
+
+def test_published_runs_come_in_order(tmp_path):
+    folder = pool.create(tmp_path)
+    assert [pool.publish(folder, f"/runs/r{i}") for i in range(3)] == [0, 1, 2]
+    assert pool.publish(folder, "/runs/r0") == 3                 # published again
+    assert pool.published(folder) == [(0, "/runs/r0"), (1, "/runs/r1"), (2, "/runs/r2"),
+                                      (3, "/runs/r0")]
