@@ -28,19 +28,21 @@ TOLERANCE = 1e-12
 GRID = {"C": [1.0, 10.0, 100.0], "gamma": [1e-4, 3e-4, 1e-3]}
 
 
-def batch_jobs(run_ids: list[str]) -> tuple[list[str], int]:
-    """Job ids and array tasks of the runs (none for the local backend, which keeps no folder)."""
+def batch_jobs(run_ids: list[str]) -> tuple[list[str], int, int]:
+    """Job ids, array tasks and chunks of the runs (none for the local backend, which keeps no
+    folder). Array tasks are workers that pull the chunks, so they are at most the slots."""
     from hpcpar.runs import resolve_run, summary
 
-    jobs, tasks = [], 0
+    jobs, tasks, chunks = [], 0, 0
     for run_id in run_ids:
         try:
             info = summary(resolve_run(run_id))
         except FileNotFoundError:            # a local run: process pool, no job
             continue
         jobs += info["job_ids"]
-        tasks += info["chunks"]
-    return jobs, tasks
+        tasks += info["array_tasks"]
+        chunks += info["chunks"]
+    return jobs, tasks, chunks
 
 
 def search(X, y, n_jobs: int):
@@ -97,8 +99,8 @@ def main(argv=None) -> int:
     print(f"largest |mean_test_score - loky's|: {diff:.3g} (tolerance {TOLERANCE:g})")
     stored = ", ".join(f"{n / 1e6:.2f} MB" for _, n in backend.stored) or "nothing"
     print(f"stored once per call: {len(backend.stored)} argument(s) ({stored})")
-    jobs, tasks = batch_jobs(backend.run_ids)
-    where = (f"{tasks} array tasks, job ids {', '.join(jobs)}" if jobs
+    jobs, tasks, chunks = batch_jobs(backend.run_ids)
+    where = (f"{tasks} array tasks pulling {chunks} chunks, job ids {', '.join(jobs)}" if jobs
              else "local process pool: no batch job")
     print(f"hpcpar runs: {len(backend.run_ids)}; batch jobs used: {len(jobs)} ({where})")
     print(f"wall time: hpcpar {name} {wall:.1f} s, loky {loky_wall:.1f} s")

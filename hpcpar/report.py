@@ -9,11 +9,13 @@ run folder already records (:mod:`hpcpar.rundir`); nothing is asked of the sched
               "submissions"[].reason      "initial", "retry" (lost, resubmitted) or "requeue"
     results/N.pkl  ChunkResult.started    the worker's start of the chunk's first attempt
                    ChunkResult.finished   its last write; host: where the last attempt ran
+    claims/N.G     a pull run's claims: which worker (so which submission) took chunk N
 
 So *queue wait* is first submission to the worker's start (scheduling, job launch, Python
-start-up), and *run time* is the worker's start to its last write. What the run folder does not
-record, and the report therefore cannot show: the start of a retried chunk's later attempts
-(its bar spans every attempt), the hosts of earlier attempts, and the scheduler's final state
+start-up; in a pull run also the claiming worker's earlier chunks), and *run time* is the
+worker's start to its last write. What the run folder does not record, and the report
+therefore cannot show: the start of a retried chunk's later attempts (its bar spans every
+attempt), the hosts of earlier attempts, and the scheduler's final state
 (TIMEOUT, OUT_OF_MEMORY, ...) of a chunk that never wrote a result. The ``local`` backend keeps
 no run folder, so only batch runs have reports.
 """
@@ -29,6 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from . import claims
 from .rundir import ChunkResult, CorruptFileError, RunDir, unseal
 from .runs import resolve_run
 
@@ -53,10 +56,12 @@ class ChunkTimeline:
     host : str
         Host of the last attempt ("" if unknown).
     submitted, started, finished : float or None
-        First submission naming the chunk; worker's start of the first attempt; last write.
+        First submission naming the chunk (a pull run: submission of the first worker that
+        claimed it); worker's start of the first attempt; last write.
     submissions, retries, requeues : int
-        Submissions naming the chunk, and how many of them were retries after a loss or
-        requeues after a walltime warning.
+        Submissions naming the chunk (a pull run: claims of it, each by a worker of one
+        submission), and how many of them were retries after a loss or requeues after a
+        walltime warning.
     task_seconds : tuple of float
         Wall seconds of each finished task (map runs).
     resubmitted : tuple of float
@@ -179,6 +184,29 @@ def _outcome(r: ChunkResult | None) -> str:
     return "ok" if r.complete else "partial"
 
 
+def _pull_submissions(rd: RunDir, meta: dict) -> dict[int, list[dict]]:
+    """A pull run's chunks are not submitted: workers claim them. Chunk -> the submissions of
+    the workers that claimed it, one per claim (generation) in order, marked ``"retry"`` for
+    every claim after the first (the earlier owner died and the chunk went back to the pool)."""
+    of_worker = {int(w): sub for sub in meta.get("submissions", []) for w in sub.get("workers", [])}
+    out: dict[int, list[dict]] = {}
+    try:
+        names = sorted(p.name for p in claims.claims_dir(rd.path).iterdir())
+    except OSError:
+        return out
+    for name in names:
+        stem, _, gen = name.partition(".")
+        if not (stem.isdigit() and gen.isdigit()):
+            continue                     # voids and cancel refusals
+        owner = claims.read_owner(rd.path, name)
+        sub = of_worker.get(owner) if owner is not None else None
+        if sub is None:
+            continue
+        mine = out.setdefault(int(stem), [])
+        mine.append({**sub, "reason": "retry" if mine else sub.get("reason", "initial")})
+    return out
+
+
 def load_timeline(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> RunTimeline:
     """Read a run folder into a :class:`RunTimeline`.
 
@@ -203,9 +231,12 @@ def load_timeline(run: str | os.PathLike, runs_dir: str | os.PathLike | None = N
         raise ValueError(f"{rd.meta_path} has no 'created' time or 'n_chunks'; not a run hpcpar made?")
     t0 = float(meta["created"])
     subs: dict[int, list[dict]] = {}
-    for sub in meta.get("submissions", []):
-        for i in sub.get("indices", []):
-            subs.setdefault(int(i), []).append(sub)
+    if meta.get("pull"):
+        subs = _pull_submissions(rd, meta)
+    else:
+        for sub in meta.get("submissions", []):
+            for i in sub.get("indices", []):
+                subs.setdefault(int(i), []).append(sub)
     chunks = []
     ends = [rd.meta_path.stat().st_mtime - t0]
     for i in range(int(meta["n_chunks"])):

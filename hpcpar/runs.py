@@ -52,7 +52,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunDir]:
 def summary(rd: RunDir) -> dict:
     """A run's description for ``hpcpar runs`` and ``status``: its phase as recorded, or as its
     recorded outcomes imply (:func:`hpcpar.runstate.shown_phase`); ``results`` counts results
-    files, or for a command run its array tasks with a recorded end."""
+    files, or for a command run its array tasks with a recorded end; ``array_tasks`` counts
+    the array tasks submitted (a pull run's workers, which claim its ``chunks``)."""
     meta = rd.read_meta()
     n = meta.get("n_chunks", 0)
     if meta.get("kind") == "command":
@@ -72,6 +73,9 @@ def summary(rd: RunDir) -> dict:
         "chunks": n,
         "results": ended,
         "job_ids": sorted({s["job_id"] for s in meta.get("submissions", [])}, key=lambda j: (len(j), j)),
+        # array tasks submitted: a pull run's are its workers, a push run's one per chunk sent
+        "array_tasks": sum(len(s.get("workers" if meta.get("pull") else "indices", []))
+                           for s in meta.get("submissions", [])),
         "created": meta.get("created", 0.0),
     }
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -50,16 +51,22 @@ def probe(argv: list[str]) -> tuple[str | None, str]:
     return out.stdout, ""
 
 
-def slurm_ready() -> tuple[bool, str]:
+def slurm_ready(wait_s: float = 60.0) -> tuple[bool, str]:
+    """SLURM answers and has a usable node. A node is "completing" for a few seconds after a
+    test's jobs end or are cancelled (epilog, slurmd clean-up): wait up to ``wait_s`` for it."""
     if shutil.which("sinfo") is None:
         return False, "no sinfo on PATH"
-    stdout, why = probe(["sinfo", "--noheader", "--format=%T"])
-    if stdout is None:
-        return False, why
-    states = stdout.split()
-    if not any(s.startswith(("idle", "mix", "alloc")) for s in states):
-        return False, f"no usable node: {states}"
-    return True, ""
+    deadline = time.monotonic() + wait_s
+    while True:
+        stdout, why = probe(["sinfo", "--noheader", "--format=%T"])
+        if stdout is None:
+            return False, why
+        states = stdout.split()
+        if any(s.startswith(("idle", "mix", "alloc")) for s in states):
+            return True, ""
+        if not any(s.startswith("completing") for s in states) or time.monotonic() > deadline:
+            return False, f"no usable node: {states}"
+        time.sleep(1)
 
 
 @pytest.fixture(scope="session")

@@ -237,7 +237,9 @@ def test_hand_submitted_array_script_runs_every_line_at_most_2_at_once(slurm, tm
                            check=False, timeout=30).stdout
     assert "ArrayTaskThrottle=2" in shown, shown
     deadline = time.monotonic() + 600
-    while len(list(marks.glob("*.end"))) < n and time.monotonic() < deadline:
+    # `date > f` creates f before it writes it: wait for every end time, not for the files
+    while (sum(p.stat().st_size > 0 for p in marks.glob("*.end")) < n
+           and time.monotonic() < deadline):
         time.sleep(1)
     spans = []
     for i in range(n):

@@ -39,8 +39,18 @@ SETTINGS = {"fake": ({}, 0.1, 0.5), "slurm": ({}, 0.5, 2.0), "sge": ({}, 0.5, 2.
             "lsf": ({"queue": "debug"}, 0.5, 2.0)}
 
 
-#: SLURM's readiness, asked once (a node is briefly "completing" after a test cancels its jobs)
-_slurm_ready = functools.cache(slurm_ready)
+_slurm_seen_ready = False
+
+
+def _slurm_ready() -> tuple[bool, str]:
+    """SLURM's readiness, asked until it is once ready (slurm_ready waits out a node that is
+    briefly "completing" after a test cancels its jobs); a failure is not remembered."""
+    global _slurm_seen_ready
+    if _slurm_seen_ready:
+        return True, ""
+    ok, why = slurm_ready()
+    _slurm_seen_ready = ok
+    return ok, why
 
 
 def _scheduler(name, request, monkeypatch, tmp_path):

@@ -79,4 +79,5 @@ def test_grid_search_example_on_slurm(slurm, runs_dir, counted_sbatch):
     got = check_grid_search(out)
     calls = log.read_text().splitlines()
     assert got["jobs"] == len(calls) == 1, calls          # 45 fits, one job array
-    assert "--array=0-7" in calls[0]                     # 2 CPUs x 4 groups per slot
+    assert "--array=0-1" in calls[0]                     # one worker per CPU (2) ...
+    assert re.search(r"\(2 array tasks pulling 8 chunks, job ids", out), out  # ... 4 groups per slot
