@@ -460,9 +460,9 @@ class BatchBackend(Backend):
                 c.done_at_submit = c.partial.done if c.partial else 0
                 lost_by = lost_by or c.job_id or ""
             c.status, c.final_since, c.task_id, c.job_id = None, None, None, None
-        if run.meta.get("pool") and self._pool is not None:
+        if run.meta.get("pool"):         # (the run's own pool: also after attach)
             try:                     # warm workers that left the run come back for the chunks
-                pool.publish(self._pool, run.rd.path)
+                pool.publish(Path(run.meta["pool"]), run.rd.path)
             except OSError as exc:
                 log.warning("cannot publish run %s to the pool: %s", run.rd.run_id, exc)
         if not run.live_workers():
