@@ -118,7 +118,7 @@ class Options:
     blocked_grace_s: float = 120.0
     #: Batch backends: seconds a pulling worker (array task) waits, once its run has no chunk
     #: left, for the executor's next ``map``/``map_reduce``/``submit`` to take (warm workers,
-    #: see :mod:`hpcpar.pool`); 0: it exits at once. Default 60: idle array tasks hold CPUs
+    #: see ``hpcpar.pool``); 0: it exits at once. Default 60: idle array tasks hold CPUs
     #: other users queue for, so a worker stays only as long as a user typically takes between
     #: two calls of one script (seconds, not minutes), and at most as long as a single SLURM
     #: scheduling pass on a busy cluster (``sched_interval``, 60 s by default, slurm.conf(5)),

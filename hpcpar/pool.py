@@ -1,7 +1,8 @@
 """Warm workers: an executor's pool folder, through which its pulling workers outlive a run.
 
 A batch executor with ``keep_workers_s > 0`` makes one pool folder (0700) the first time it
-starts a run, ``RUNS_DIR/.pools/<id>/``::
+starts a run, in that run's folder (``RUN/pool/``, named by ``pool`` in each later run's
+``run.json``; ``hpcpar clean`` of the first run removes it)::
 
     runs/000000.json    the executor's runs, published in order by the driver (the run folder's
     runs/000001.json    path); a run given chunks back (a dead worker's) is published again
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import threading
 import time
@@ -57,11 +57,10 @@ WAIT_MAX_S = 0.5
 SEQ_DIGITS = 6
 
 
-def create(runs_root: str | os.PathLike) -> Path:
-    """A new pool folder (0700) under ``runs_root/.pools``, with its driver heartbeat."""
-    parent = Path(runs_root) / ".pools"
-    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pool = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
+def create(parent: str | os.PathLike) -> Path:
+    """A new pool folder (0700) ``parent/pool`` (the executor's first run folder), with its
+    driver heartbeat."""
+    pool = Path(parent) / "pool"
     pool.mkdir(mode=0o700)
     (pool / "runs").mkdir(mode=0o700)
     (pool / "workers").mkdir(mode=0o700)

@@ -287,12 +287,16 @@ class BatchBackend(Backend):
             "submissions": [],
             "accounting": probe["accounting"],
         }
-        pool_dir = self._pool_folder() if self.options.keep_workers_s > 0 else None
-        if pool_dir is not None:
-            meta["pool"] = str(pool_dir)
+        warm_on = self.options.keep_workers_s > 0
+        if warm_on:
             meta["first_worker"] = max((r.next_worker_index() for r in self._pool_runs),
                                        default=0)
         rd = runstate.create_run(self.runs_root(), prefix=request.job_name, meta=meta)
+        pool_dir = self._pool_folder(rd.path) if warm_on else None
+        if pool_dir is not None:
+            run_meta = runstate.read(rd)
+            run_meta["pool"] = str(pool_dir)
+            runstate.Run(rd, {}, run_meta).save()
         if request.args_dir is not None:        # stored arguments live and go with the run
             argstore.adopt(request.args_dir, rd.path)
         rd.write_function(request.fn_payload)
@@ -335,12 +339,12 @@ class BatchBackend(Backend):
         return _BatchHandle(rd.run_id, run.futures, self, run)
 
     # -- warm workers (hpcpar.pool) ---------------------------------------------------------------
-    def _pool_folder(self) -> Path:
-        """The executor's pool folder, made (with its driver heartbeat thread) on first use."""
+    def _pool_folder(self, first_run: Path) -> Path:
+        """The executor's pool folder, made (with its driver heartbeat thread) on first use,
+        in its first run's folder (so ``hpcpar clean`` of that run removes it too)."""
         with self._lock:
             if self._pool is None:
-                root = usable_runs_root(self.options.runs_dir)
-                self._pool = pool.create(root)
+                self._pool = pool.create(first_run)
                 beat = pool.DriverHeartbeat(self._pool)
                 beat.start()
                 weakref.finalize(self, _close_pool, self._pool, beat)
