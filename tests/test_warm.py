@@ -260,3 +260,27 @@ def test_published_runs_come_in_order(tmp_path):
     assert pool.publish(folder, "/runs/r0") == 3                 # published again
     assert pool.published(folder) == [(0, "/runs/r0"), (1, "/runs/r1"), (2, "/runs/r2"),
                                       (3, "/runs/r0")]
+
+
+def slow_item(x):
+    time.sleep(3)
+    return x
+
+
+def test_a_recorded_cancel_of_a_warm_served_run_ends_it_without_a_refill(fake, runs_dir):
+    from concurrent.futures import CancelledError
+
+    from hpcpar.cli import main
+
+    with hpcpar.Executor("fake", runs_dir=str(runs_dir), max_running=1, chunksize=1,
+                         keep_workers_s=60, **OPTS) as ex:
+        assert list(ex.map(abs, [-1])) == [1]
+        results = ex.map(slow_item, range(4))
+        second = ex.run_ids[1]
+        wait_for(lambda: (runs_dir / second / "claims" / "000000.0").exists(), what="a claim")
+        assert main(["cancel", second, "--runs-dir", str(runs_dir)]) == 0
+        with pytest.raises(CancelledError):
+            list(results)
+    m = meta_of(runs_dir, second)
+    assert [s["reason"] for s in m["submissions"]] == ["warm"]          # nothing refilled
+    wait_for(lambda: meta_of(runs_dir, second)["state"] == "cancelled", what="the cancelled state")
