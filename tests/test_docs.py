@@ -163,9 +163,10 @@ def test_big_data_recipe_on_slurm_loads_once_per_array_task(slurm, tmp_path, run
     assert out["ok"]
     meta = json.loads((runs_dir / out["run_id"] / "run.json").read_text())
     assert meta["n_chunks"] > 1
-    # the array tasks are workers that pull the chunks: each loads the array once, however
-    # many chunks it runs
+    # the array tasks are workers that pull the chunks: each loads the array at most once,
+    # however many chunks it runs (a worker that starts after the others took every chunk
+    # loads nothing)
     workers = [w for sub in meta["submissions"] for w in sub["workers"]]
     assert 1 <= len(workers) < meta["n_chunks"]
-    assert len(out["loads"]) == len(workers)
+    assert 1 <= len(out["loads"]) <= len(workers)
     assert len(set(out["loads"])) == len(out["loads"])
