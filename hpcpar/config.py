@@ -116,6 +116,15 @@ class Options:
     #: scheduler spec's ``BLOCKING_REASONS``) before it fails with
     #: :class:`~hpcpar.PendingBlockedError` and its job is cancelled (default 120).
     blocked_grace_s: float = 120.0
+    #: Batch backends: seconds a pulling worker (array task) waits, once its run has no chunk
+    #: left, for the executor's next ``map``/``map_reduce``/``submit`` to take (warm workers,
+    #: see ``hpcpar.pool``); 0: it exits at once. Default 60: idle array tasks hold CPUs
+    #: other users queue for, so a worker stays only as long as a user typically takes between
+    #: two calls of one script (seconds, not minutes), and at most as long as a single SLURM
+    #: scheduling pass on a busy cluster (``sched_interval``, 60 s by default, slurm.conf(5)),
+    #: which is what a new submission would cost again. Workers also exit at ``shutdown``, when
+    #: the driver is gone, and when their walltime is too short for another chunk.
+    keep_workers_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name, low, inclusive in _RANGES:
@@ -138,6 +147,7 @@ _RANGES = (
     ("max_retries", 0, True), ("max_running", 1, True), ("poll_interval_s", 0, False),
     ("max_poll_interval_s", 0, False), ("submit_linger_s", 0, True), ("signal_s", 0, True),
     ("checkpoint_s", 0, False), ("command_timeout_s", 0, False), ("blocked_grace_s", 0, True),
+    ("keep_workers_s", 0, True),
 )
 
 

@@ -96,6 +96,7 @@ class SubmitReason(enum.StrEnum):
     REQUEUE = "requeue"      #: resume a checkpointed chunk warned of its walltime; not a retry
     RETRY = "retry"          #: a chunk lost without results
     REFILL = "refill"        #: pulling workers for chunks waiting with no live worker left
+    WARM = "warm"            #: live workers of an earlier run of the executor, not submitted
 
     def __str__(self) -> str:
         return self.value
@@ -590,7 +591,10 @@ class Run:
                 "time": time.time()})
 
     def next_worker_index(self) -> int:
-        return max(self.workers, default=-1) + 1
+        """The array index of the next submitted worker: after this run's workers, and after
+        ``first_worker`` in run.json (the executor's earlier runs' workers, which may serve
+        this run warm: indices stay unique among an executor's workers)."""
+        return max(max(self.workers, default=-1) + 1, int(self.meta.get("first_worker", 0)))
 
     def live_workers(self) -> list[str]:
         """Task ids of workers not known final (pending until first polled)."""

@@ -34,9 +34,10 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import InvalidStateError
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from . import claims
+from . import claims, pool
 from ._futures import mark_running
 from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
@@ -215,6 +216,10 @@ class Watcher(threading.Thread):
             idle = [t for t in run.live_workers()
                     if run.worker_status.get(t) is None
                     or run.worker_status[t].state is JobState.PENDING]
+            if idle and run.meta.get("pool"):     # started since the last poll: warm, kept
+                index = {t: w for w, t in run.workers.items()}
+                folder = Path(run.meta["pool"])
+                idle = [t for t in idle if not pool.worker_fresh(folder, index[t])]
             if idle:
                 port.cancel(idle)
             for t in idle:

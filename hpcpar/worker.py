@@ -38,9 +38,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Self
 
-from . import argstore, claims, runstate
+from . import argstore, claims, pool, runstate
 from .rundir import ChunkResult, CorruptFileError, RunDir
 
 EXIT_OK = 0
@@ -269,13 +270,18 @@ def _heartbeat(current: list[claims.Claim | None], stop: threading.Event) -> Non
             claim.heartbeat()
 
 
-def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = "stop") -> int:
+def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = "stop",
+         stats: dict | None = None, may_claim: Callable[[], bool] | None = None) -> int:
     """Claim and run the run's chunks (see :mod:`hpcpar.claims`) until none is left; returns
     the process exit code (that of the first chunk stopped by a signal, else 0).
 
     While a chunk runs, a thread touches its claim every ``claims.HEARTBEAT_S`` seconds (the
-    driver gives the chunk back to the pool if the heartbeat stops).
+    driver gives the chunk back to the pool if the heartbeat stops). ``stats`` (a warm
+    worker's, kept across runs) gets ``ran`` (chunks) and ``longest_s`` (seconds of its
+    longest chunk); ``may_claim()`` is asked before each claim (False: stop claiming, e.g.
+    too little walltime left).
     """
+    stats = {} if stats is None else stats
     try:
         n_chunks = int(rd.read_meta()["n_chunks"])
     except (OSError, ValueError, KeyError) as exc:
@@ -299,9 +305,13 @@ def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = 
     try:
         # a cancel request (`hpcpar cancel`, the owner's cancel) stops claiming even when the
         # driver that would cancel this worker is gone
-        while not runstate.cancel_requested(rd) and (claim := claimer.next(done)) is not None:
+        while (not runstate.cancel_requested(rd) and (may_claim is None or may_claim())
+               and (claim := claimer.next(done)) is not None):
             current[0] = claim
+            t0 = time.monotonic()
             code = run_chunk(rd, claim.chunk, checkpoint_s, on_warning, claim=claim, cache=cache)
+            stats["longest_s"] = max(stats.get("longest_s", 0.0), time.monotonic() - t0)
+            stats["ran"] = stats.get("ran", 0) + 1
             current[0] = None
             ran += 1
             if code != EXIT_OK:
@@ -312,7 +322,111 @@ def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = 
     return EXIT_OK
 
 
+def _worker_heartbeat(pool_dir: Path, worker: int, stop: threading.Event) -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            pool.touch_worker(pool_dir, worker)
+        if stop.wait(pool.WORKER_HEARTBEAT_S):
+            return
+
+
+def serve(rd: RunDir, worker: int, pool_dir: Path, keep_s: float,
+          walltime_s: float | None = None, started: float | None = None,
+          checkpoint_s: float = 10.0, on_warning: str = "stop") -> int:
+    """A warm worker (see :mod:`hpcpar.pool`): pull ``rd``'s chunks, then the chunks of each
+    run the driver publishes in ``pool_dir`` after it, until :func:`hpcpar.pool.exit_reason`
+    gives a reason to exit (printed to stderr). Returns the process exit code.
+
+    Parameters
+    ----------
+    keep_s : float
+        Seconds the worker waits without a chunk before it exits (``keep_workers_s``).
+    walltime_s : float, optional
+        The job's walltime in seconds (None: unlimited), counted from ``started``.
+    started : float, optional
+        ``time.time()`` at the job's start (default: now).
+    """
+    started = time.time() if started is None else started
+    stats: dict = {"longest_s": 0.0, "ran": 0}
+
+    def walltime_left() -> float | None:
+        return None if not walltime_s else started + walltime_s - time.time()
+
+    def may_claim() -> bool:
+        # a worker's first chunk is always taken, as a worker without a pool takes it; the
+        # shutdown marker does not stop claiming (a run resubmitted by attach after the
+        # executor's shutdown is served by workers of the same job script)
+        return stats["ran"] == 0 or pool.walltime_fits(walltime_left(), stats["longest_s"])
+
+    def idle_signal(signum, frame) -> None:
+        raise StopRequested(signal.Signals(signum).name)
+
+    stop = threading.Event()
+    threading.Thread(target=_worker_heartbeat, args=(pool_dir, worker, stop), daemon=True,
+                     name="hpcpar-pool-heartbeat").start()
+    try:
+        code = pull(rd, worker, checkpoint_s, on_warning, stats=stats, may_claim=may_claim)
+        if code != EXIT_OK:
+            return code
+        # waiting: SIGTERM (cancel, walltime) or SIGUSR2 (walltime warning) ends the worker
+        for sig in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(sig, idle_signal)
+        try:
+            entries = pool.published(pool_dir)
+        except OSError as exc:
+            print(f"hpcpar.worker: cannot read the pool {pool_dir}: {exc}; exiting",
+                  file=sys.stderr, flush=True)
+            return EXIT_OK
+        mine = [seq for seq, path in entries if Path(path) == rd.path]
+        last = mine[-1] if mine else -1
+        idle_since, delay, stamp = time.monotonic(), pool.WAIT_FIRST_S, -1
+        while True:
+            reason = pool.exit_reason(pool_dir, idle_s=time.monotonic() - idle_since,
+                                      keep_s=keep_s, walltime_left_s=walltime_left(),
+                                      longest_chunk_s=stats["longest_s"])
+            if reason:
+                print(f"hpcpar.worker: worker {worker} exits: {reason}", file=sys.stderr,
+                      flush=True)
+                return EXIT_OK
+            try:
+                now_stamp = os.stat(pool_dir / "runs").st_mtime_ns
+                if now_stamp != stamp:
+                    stamp = now_stamp
+                    entries = [(s, p) for s, p in pool.published(pool_dir) if s > last]
+                    for seq, path in entries:
+                        last = seq
+                        before = stats["ran"]
+                        print(f"hpcpar.worker: worker {worker} takes run {path}",
+                              file=sys.stderr, flush=True)
+                        code = pull(RunDir(path), worker, checkpoint_s, on_warning,
+                                    stats=stats, may_claim=may_claim)
+                        if code != EXIT_OK:
+                            return code
+                        for sig in (signal.SIGUSR2, signal.SIGTERM):
+                            signal.signal(sig, idle_signal)
+                        if stats["ran"] > before:
+                            idle_since = time.monotonic()
+                    if entries:
+                        delay = pool.WAIT_FIRST_S
+                        continue
+            except OSError as exc:
+                print(f"hpcpar.worker: cannot read the pool {pool_dir}: {exc}; exiting",
+                      file=sys.stderr, flush=True)
+                return EXIT_OK
+            time.sleep(delay)
+            delay = min(delay * 1.5, pool.WAIT_MAX_S)
+    except StopRequested as stop_signal:       # only while waiting: run_chunk handles its own
+        print(f"hpcpar.worker: worker {worker} exits: {stop_signal.signame} while waiting for "
+              "a run", file=sys.stderr, flush=True)
+        return EXIT_OK
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            pool.worker_path(pool_dir, worker).unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()
     p = argparse.ArgumentParser(prog="python -m hpcpar.worker", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="the run folder")
     g = p.add_mutually_exclusive_group(required=True)
@@ -327,8 +441,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pull", action="store_true",
                    help="the array index names a worker, which claims and runs chunks until "
                         "none is left (see hpcpar.claims)")
+    p.add_argument("--pool", help="with --pull: the executor's pool folder; stay warm after "
+                                  "the run (see hpcpar.pool)")
+    p.add_argument("--keep-workers-s", type=float, default=0.0,
+                   help="with --pool: seconds to wait for a new run before exiting (default 0)")
+    p.add_argument("--walltime-s", type=float, default=None,
+                   help="with --pool: the job's walltime in seconds, to take no chunk that "
+                        "would not fit")
     a = p.parse_args(argv)
     chunk = a.chunk if a.chunk is not None else chunk_from_env(a.index_var, a.index_base)
+    if a.pull and a.pool:
+        return serve(RunDir(a.run_dir), chunk, Path(a.pool), a.keep_workers_s, a.walltime_s,
+                     started, a.checkpoint_s, a.on_warning)
     if a.pull:
         return pull(RunDir(a.run_dir), chunk, a.checkpoint_s, a.on_warning)
     return run_chunk(RunDir(a.run_dir), chunk, a.checkpoint_s, a.on_warning)

@@ -301,7 +301,7 @@ def worker_tasks_live(fake, job_id) -> bool:
 def test_a_cancelled_future_of_a_pull_run_is_taken_out_of_the_pool(fake, runs_dir, markers):
     """A future cancelled while its chunk waits in the pool: the worker goes on with the
     others, but the chunk is refused (claims.refuse), so no worker ever claims it."""
-    with fast(runs_dir, max_running=1, submit_linger_s=0.5) as ex:
+    with fast(runs_dir, max_running=1, submit_linger_s=0.5, keep_workers_s=0) as ex:
         futures = [ex.submit(marked_sleep, i, str(markers), 2) for i in range(3)]
         assert wait_for(lambda: (markers / "start-0").exists())
         assert futures[2].cancel()

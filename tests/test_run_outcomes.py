@@ -218,7 +218,8 @@ def test_driver_killed_then_hpcpar_cancel_then_attach_resubmits_nothing(fake, tm
     driver, run_id = start_driver(tmp_path, runs_dir, [0.2, 30, 30])
     rd = RunDir(runs_dir / run_id)
     job = runstate.read(rd)["submissions"][0]["job_id"]
-    assert wait_for(lambda: len(rd.result_mtimes()) >= 1 and len(live_tasks(fake, [job])) == 2)
+    # the two long chunks run (the worker that ran the short one may wait warm for more)
+    assert wait_for(lambda: len(rd.result_mtimes()) >= 1 and len(live_tasks(fake, [job])) >= 2)
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
     assert main(["cancel", run_id, "--runs-dir", str(runs_dir)]) == 0

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from .. import _signals, _subprocess, argstore, claims, runstate, templates
+from .. import _signals, _subprocess, argstore, claims, pool, runstate, templates
 from .._futures import ChunkFuture
 from ..config import default_runs_dir, usable_runs_root
 from ..errors import ConfigError, HpcparError, SchedulerNotFoundError, StatusError, SubmissionError
 from ..resources import format_bytes, format_hms
 from ..rundir import atomic_write, driver_python_path
 from ..runstate import ChunkState, Run, RunPhase
+from ..states import JobState
 from ..watcher import Watcher
 from .base import Backend, RunHandle, RunRequest
 from .spec import QueueInfo, SchedulerSpec, TaskStatus
@@ -91,6 +92,10 @@ class BatchBackend(Backend):
         self._queue: QueueInfo | object | None = _UNSET
         self._slots: int | None = None
         self._watcher: Watcher | None = None
+        #: warm workers (keep_workers_s > 0): the pool folder, made by the first run
+        self._pool: Path | None = None
+        self._pool_beat: pool.DriverHeartbeat | None = None
+        self._pool_runs: list[Run] = []            # runs whose workers may serve later runs
 
     @staticmethod
     def _detect(spec: SchedulerSpec, options) -> tuple[str, int] | None:
@@ -282,7 +287,16 @@ class BatchBackend(Backend):
             "submissions": [],
             "accounting": probe["accounting"],
         }
+        warm_on = self.options.keep_workers_s > 0
+        if warm_on:
+            meta["first_worker"] = max((r.next_worker_index() for r in self._pool_runs),
+                                       default=0)
         rd = runstate.create_run(self.runs_root(), prefix=request.job_name, meta=meta)
+        pool_dir = self._pool_folder(rd.path) if warm_on else None
+        if pool_dir is not None:
+            run_meta = runstate.read(rd)
+            run_meta["pool"] = str(pool_dir)
+            runstate.Run(rd, {}, run_meta).save()
         if request.args_dir is not None:        # stored arguments live and go with the run
             argstore.adopt(request.args_dir, rd.path)
         rd.write_function(request.fn_payload)
@@ -290,22 +304,73 @@ class BatchBackend(Backend):
             rd.write_chunk(i, chunk)
         (rd.path / "claims").mkdir(mode=0o700)
         n_workers = min(self.slots(), len(request.chunks))
+        command = [*self.worker_command(str(rd.path)), "--pull"]
+        if pool_dir is not None:
+            command += ["--pool", str(pool_dir), "--keep-workers-s", f"{self.options.keep_workers_s:g}"]
+            if self.resources.walltime:
+                command += ["--walltime-s", str(self.resources.walltime)]
         script = self.render_script(self.script_context(
-            request.job_name, [*self.worker_command(str(rd.path)), "--pull"], run_dir=str(rd.path),
+            request.job_name, command, run_dir=str(rd.path),
             log_dir=str(rd.logs_dir), workdir=self.options.workdir or os.getcwd(),
             array_directives=self.array_directives(n_workers, request.job_name,
                                                    probe.get("max_array_size"), for_run=True)))
         atomic_write(rd.script_path, script.encode(), mode=0o700)
         chunks = {i: ChunkState(i, ChunkFuture(), size) for i, size in enumerate(request.chunk_sizes)}
         run = Run(rd, chunks, runstate.read(rd))
+        warm = self.warm_workers() if pool_dir is not None else {}
+        for job_id, tasks in _by_job(warm).items():
+            run.record_workers(job_id, tasks, "warm", job_id_of=self.spec.job_id_of)
+            for tid in tasks.values():        # running (its heartbeat is fresh) until polled
+                run.worker_status[tid] = TaskStatus(JobState.RUNNING, "warm")
         try:
-            self.submit_workers(run, n_workers, reason="initial")
+            if pool_dir is not None:
+                run.save()                # the warm workers are the run's before they see it
+                pool.publish(pool_dir, rd.path)
+                self._pool_runs.append(run)
+            if n_workers > len(warm):
+                self.submit_workers(run, n_workers - len(warm), reason="initial")
         except BaseException:
             run.set_phase(RunPhase.SUBMIT_FAILED)
             raise
+        if warm:
+            log.info("%s: run %s taken by %d warm worker(s)", self.name, rd.run_id, len(warm))
         run.set_phase(RunPhase.SUBMITTED)
         self.watch(run)
         return _BatchHandle(rd.run_id, run.futures, self, run)
+
+    # -- warm workers (hpcpar.pool) ---------------------------------------------------------------
+    def _pool_folder(self, first_run: Path) -> Path:
+        """The executor's pool folder, made (with its driver heartbeat thread) on first use,
+        in its first run's folder (so ``hpcpar clean`` of that run removes it too)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = pool.create(first_run)
+                beat = pool.DriverHeartbeat(self._pool)
+                beat.start()
+                weakref.finalize(self, _close_pool, self._pool, beat)
+                self._pool_beat = beat
+            return self._pool
+
+    def warm_workers(self) -> dict[str, tuple[int, str]]:
+        """Live workers of the executor's earlier runs that may take a new run: array task id
+        -> (worker index, job id), for each worker the scheduler last saw live (or has not
+        polled) whose heartbeat file in the pool is fresh (``pool.WORKER_STALE_S``)."""
+        if self._pool is None:
+            return {}
+        ended = {t for r in self._pool_runs for t, st in r.worker_status.items()
+                 if st is not None and not st.state.is_live}
+        out: dict[str, tuple[int, str]] = {}
+        keep: list[Run] = []
+        for r in self._pool_runs:
+            fresh = {t: (w, r.worker_jobs[t]) for w, t in r.workers.items()
+                     if t not in ended and pool.worker_fresh(self._pool, w)}
+            out.update(fresh)
+            if fresh or r.unfinished:
+                keep.append(r)
+        if self._pool_runs:
+            keep = keep or self._pool_runs[-1:]          # keeps the next worker index
+        self._pool_runs = keep
+        return out
 
     def watch(self, run: Run) -> None:
         owner = weakref.ref(self)           # a future kept by the user does not keep the backend
@@ -399,6 +464,11 @@ class BatchBackend(Backend):
                 c.done_at_submit = c.partial.done if c.partial else 0
                 lost_by = lost_by or c.job_id or ""
             c.status, c.final_since, c.task_id, c.job_id = None, None, None, None
+        if run.meta.get("pool"):         # (the run's own pool: also after attach)
+            try:                     # warm workers that left the run come back for the chunks
+                pool.publish(Path(run.meta["pool"]), run.rd.path)
+            except OSError as exc:
+                log.warning("cannot publish run %s to the pool: %s", run.rd.run_id, exc)
         if not run.live_workers():
             with run.lock:
                 waiting = len(run.unfinished)
@@ -494,10 +564,15 @@ class BatchBackend(Backend):
             log.warning("hpcpar: %s received; cancelling %d run(s)", signame, len(runs))
         for run in runs:
             self.cancel_run(run)
+        self._release_pool()
 
     def shutdown(self, wait: bool = True, cancel: bool = False) -> None:
+        """Stop the watcher once no run is live (``wait``: join it), then tell the warm
+        workers to exit (the pool's shutdown marker; they see it within ``pool.WAIT_MAX_S``).
+        ``cancel``: cancel the live runs first."""
         watcher = self._watcher
         if watcher is None:
+            self._release_pool()
             return
         if cancel:
             for run in watcher.live_runs():
@@ -505,6 +580,34 @@ class BatchBackend(Backend):
         watcher.stop_when_idle()
         if wait:
             watcher.join()
+            self._release_pool()
+        elif self._pool is not None:      # workers still serve the live runs: release after
+            threading.Thread(target=_release_after, args=(watcher, self._release_pool),
+                             name="hpcpar-pool-release", daemon=True).start()
+
+    def _release_pool(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                _close_pool(self._pool, self._pool_beat)
+
+
+def _by_job(workers: dict[str, tuple[int, str]]) -> dict[str, dict[int, str]]:
+    """Warm workers grouped by job id: job id -> {worker index: array task id}."""
+    out: dict[str, dict[int, str]] = {}
+    for tid, (w, job) in sorted(workers.items(), key=lambda kv: kv[1][0]):
+        out.setdefault(job, {})[w] = tid
+    return out
+
+
+def _close_pool(pool_dir: Path, beat: pool.DriverHeartbeat | None) -> None:
+    if beat is not None:
+        beat.stop()
+    pool.request_shutdown(pool_dir)
+
+
+def _release_after(watcher: Watcher, release) -> None:
+    watcher.join()
+    release()
 
 
 class _BatchHandle(RunHandle):

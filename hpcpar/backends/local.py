@@ -23,7 +23,9 @@ code; the slot starts a fresh worker for the next chunk. As on a cluster:
 Fresh interpreters rather than forks: no re-import of ``__main__`` (functions travel by value
 through cloudpickle, see :mod:`hpcpar.serialize`), no lock inherited from a driver thread,
 independent random streams, and memory measured from a clean process. Workers start once per
-executor and are reused; their first start costs about 0.1 s, paid in parallel.
+executor and are reused (warm) while chunks keep coming; a worker idle for ``keep_workers_s``
+seconds exits (0: as soon as the queue is empty), as an array task does on a cluster, and the
+next chunk starts a fresh one. Their first start costs about 0.1 s, paid in parallel.
 
 Shutdown: a failing ``with`` block (Ctrl-C too) kills every worker at once
 (:meth:`LocalBackend.stop_running`), and so does an unhandled exception at interpreter exit;
@@ -190,8 +192,10 @@ class LocalPool:
     """Slots of one thread and one worker process each, fed from one queue of chunks."""
 
     def __init__(self, n_workers: int, env: dict, mem: int, walltime_s: float | None,
-                 max_retries: int):
+                 max_retries: int, keep_workers_s: float | None = None):
         self.n_workers, self.env, self.mem = n_workers, env, mem
+        #: seconds an idle worker process is kept (None: for the pool's life)
+        self.keep_workers_s = keep_workers_s
         self.walltime_s, self.max_retries = walltime_s, max_retries
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -236,7 +240,14 @@ class LocalPool:
         worker: _Worker | None = None          # started with the first chunk, then reused
         try:
             while True:
-                job = self.queue.get()
+                try:                   # an idle worker exits after keep_workers_s, as on a cluster
+                    job = self.queue.get(timeout=self.keep_workers_s if worker is not None
+                                         else None)
+                except queue.Empty:
+                    assert worker is not None
+                    self._retire(worker)
+                    worker = None
+                    continue
                 if job is None:
                     break
                 if not job.reserved:
@@ -371,7 +382,7 @@ class LocalBackend(Backend):
         for var in THREAD_VARS:
             env.setdefault(var, str(cpus))
         self._pool = LocalPool(self._max_workers, env, resources.mem or 0, resources.walltime,
-                               options.max_retries)
+                               options.max_retries, options.keep_workers_s)
         # dropped without shutdown: finish what is queued, then let the workers go
         self._finalizer = weakref.finalize(self, self._pool.shutdown, False, False)
         self._runs = 0
