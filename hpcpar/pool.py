@@ -8,6 +8,7 @@ starts a run, in that run's folder (``RUN/pool/``, named by ``pool`` in each lat
     runs/000001.json    path); a run given chunks back (a dead worker's) is published again
     driver              touched by the driver every DRIVER_HEARTBEAT_S while the executor is open
     workers/<index>     touched by each live worker every WORKER_HEARTBEAT_S; removed at its exit
+    workers/<index>.started  made once by each worker as it starts (kept)
     shutdown            written by ``Executor.shutdown``: every worker exits
 
 A pulling worker (``python -m hpcpar.worker RUN --pull --pool POOL``) runs its own run's chunks,
@@ -146,6 +147,16 @@ def worker_path(pool: Path, index: int) -> Path:
 
 def touch_worker(pool: Path, index: int) -> None:
     worker_path(pool, index).touch(mode=0o600)
+
+
+def mark_started(pool: Path, index: int) -> None:
+    """Worker ``index`` has started (kept after it exits, unlike its heartbeat file)."""
+    (pool / "workers" / f"{index}.started").touch(mode=0o600)
+
+
+def worker_started(pool: Path, index: int) -> bool:
+    """True if worker ``index`` ever started (the executor cancels the others at shutdown)."""
+    return (pool / "workers" / f"{index}.started").exists()
 
 
 def worker_fresh(pool: Path, index: int, now: float | None = None) -> bool:

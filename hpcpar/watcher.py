@@ -34,10 +34,9 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import InvalidStateError
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from . import claims, pool
+from . import claims
 from ._futures import mark_running
 from .errors import HpcparError, JobLostError, PendingBlockedError, RunFolderError
 from .policy import ABSENT, Action, ChunkFacts, ResultFacts, ResultKind, decide
@@ -211,15 +210,15 @@ class Watcher(threading.Thread):
         """A pull run whose chunks are all finished: cancel its workers still PENDING (they
         would start only to find nothing to do); running ones exit by themselves."""
         for run in runs:
-            if not run.pull or run.unfinished:
+            if not run.pull or run.unfinished or run.meta.get("pool"):
+                # warm workers (a pool): a pending worker is kept; once started it serves the
+                # executor's next run, or leaves at the idle limit. Cancelling it here raced
+                # with the next run adopting it as it started (the adopted worker was killed
+                # mid-chunk); the executor cancels the ones still pending at shutdown.
                 continue
             idle = [t for t in run.live_workers()
                     if run.worker_status.get(t) is None
                     or run.worker_status[t].state is JobState.PENDING]
-            if idle and run.meta.get("pool"):     # started since the last poll: warm, kept
-                index = {t: w for w, t in run.workers.items()}
-                folder = Path(run.meta["pool"])
-                idle = [t for t in idle if not pool.worker_fresh(folder, index[t])]
             if idle:
                 port.cancel(idle)
             for t in idle:

@@ -323,6 +323,8 @@ def pull(rd: RunDir, worker: int, checkpoint_s: float = 10.0, on_warning: str = 
 
 
 def _worker_heartbeat(pool_dir: Path, worker: int, stop: threading.Event) -> None:
+    with contextlib.suppress(OSError):
+        pool.mark_started(pool_dir, worker)
     while True:
         with contextlib.suppress(OSError):
             pool.touch_worker(pool_dir, worker)

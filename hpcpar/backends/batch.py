@@ -96,6 +96,8 @@ class BatchBackend(Backend):
         self._pool: Path | None = None
         self._pool_beat: pool.DriverHeartbeat | None = None
         self._pool_runs: list[Run] = []            # runs whose workers may serve later runs
+        self._pool_every: list[Run] = []           # every run of the pool (shutdown's cancel)
+        self._cancelled_jobs: set[str] = set()     # worker jobs this executor cancelled
 
     @staticmethod
     def _detect(spec: SchedulerSpec, options) -> tuple[str, int] | None:
@@ -327,6 +329,7 @@ class BatchBackend(Backend):
                 run.save()                # the warm workers are the run's before they see it
                 pool.publish(pool_dir, rd.path)
                 self._pool_runs.append(run)
+                self._pool_every.append(run)
             if n_workers > len(warm):
                 self.submit_workers(run, n_workers - len(warm), reason="initial")
         except BaseException:
@@ -363,7 +366,8 @@ class BatchBackend(Backend):
         keep: list[Run] = []
         for r in self._pool_runs:
             fresh = {t: (w, r.worker_jobs[t]) for w, t in r.workers.items()
-                     if t not in ended and pool.worker_fresh(self._pool, w)}
+                     if t not in ended and r.worker_jobs[t] not in self._cancelled_jobs
+                     and pool.worker_fresh(self._pool, w)}
             out.update(fresh)
             if fresh or r.unfinished:
                 keep.append(r)
@@ -548,6 +552,9 @@ class BatchBackend(Backend):
             run.cancel_chunk(c)
         workers: list[str | None] = [run.worker_jobs[t] for t in run.live_workers()] if run.pull else []
         self.cancel_ids([c.job_id for c in pending] + workers)
+        # those worker jobs are gone: a later run must not adopt them as warm workers before
+        # a status poll reports them ended (their pool heartbeats are still fresh)
+        self._cancelled_jobs.update(j for j in workers if j)
         try:
             run.settle()
         except OSError as exc:
@@ -586,9 +593,24 @@ class BatchBackend(Backend):
                              name="hpcpar-pool-release", daemon=True).start()
 
     def _release_pool(self) -> None:
+        """Tell the warm workers to leave (the shutdown marker) and cancel the workers that
+        never started (no heartbeat in the pool: still pending, or gone), so none starts
+        after the executor is closed."""
         with self._lock:
-            if self._pool is not None:
-                _close_pool(self._pool, self._pool_beat)
+            if self._pool is None:
+                return
+            _close_pool(self._pool, self._pool_beat)
+            runs, self._pool_every = self._pool_every, []
+            folder = self._pool
+        unstarted = [t for r in runs for w, t in r.workers.items()
+                     if (r.worker_status.get(t) is None or r.worker_status[t].state.is_live)
+                     and not pool.worker_started(folder, w)]
+        if unstarted:
+            try:
+                self.cancel_ids(unstarted)
+            except (HpcparError, OSError) as exc:     # at exit: say so, raise nothing
+                log.warning("cannot cancel the workers that never started (%s): %s",
+                            " ".join(unstarted), exc)
 
 
 def _by_job(workers: dict[str, tuple[int, str]]) -> dict[str, dict[int, str]]:
