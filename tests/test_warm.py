@@ -229,7 +229,7 @@ def test_workers_of_a_cancelled_run_are_not_adopted_by_the_next(fake, runs_dir, 
         for w in (w for s in meta0["submissions"] for w in s["workers"]):
             pool.touch_worker(Path(meta0["pool"]), w)
         assert ex.submit(abs, -7).result(timeout=60) == 7
-        first, cancelled, last = ex.run_ids
+        first, _cancelled, last = ex.run_ids
     killed = {s["job_id"] for s in meta_of(runs_dir, first)["submissions"]}
     m = meta_of(runs_dir, last)
     assert submitted(m), m["submissions"]              # new workers were submitted ...
