@@ -60,6 +60,15 @@ def claim_name(chunk: int, generation: int) -> str:
     return f"{chunk:0{CHUNK_DIGITS}d}.{generation}"
 
 
+def parse_claim_name(name: str) -> tuple[int, int] | None:
+    """``(chunk, generation)`` of a claim file's name; None for any other file of ``claims/``
+    (voids, cancel refusals)."""
+    stem, _, gen = name.partition(".")
+    if not (stem.isdigit() and gen.isdigit()):
+        return None
+    return int(stem), int(gen)
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """One claim file: ``chunk`` at ``generation``, made by worker ``worker`` (array index)."""
@@ -136,10 +145,10 @@ def scan(run_dir: str | os.PathLike) -> dict[int, ClaimInfo]:
             with contextlib.suppress(FileNotFoundError):
                 entries.append((e.name, e.stat().st_mtime))
     for name, mtime in entries:
-        stem, _, gen = name.partition(".")
-        if not (stem.isdigit() and gen.isdigit()):
+        parsed = parse_claim_name(name)
+        if parsed is None:
             continue
-        chunk, generation = int(stem), int(gen)
+        chunk, generation = parsed
         known = out.get(chunk)
         if known is None or generation > known.generation:
             out[chunk] = ClaimInfo(generation, name in voids, mtime, name, name in refusals)
@@ -235,5 +244,5 @@ class Claimer:
         return None
 
 
-__all__ = ["HEARTBEAT_S", "Claim", "ClaimInfo", "Claimer", "claims_dir", "read_owner", "refuse",
-           "release_refused", "scan", "try_claim", "void"]
+__all__ = ["HEARTBEAT_S", "Claim", "ClaimInfo", "Claimer", "claims_dir", "parse_claim_name",
+           "read_owner", "refuse", "release_refused", "scan", "try_claim", "void"]

@@ -191,18 +191,17 @@ def _pull_submissions(rd: RunDir, meta: dict) -> dict[int, list[dict]]:
     of_worker = {int(w): sub for sub in meta.get("submissions", []) for w in sub.get("workers", [])}
     out: dict[int, list[dict]] = {}
     try:
-        names = sorted(p.name for p in claims.claims_dir(rd.path).iterdir())
-    except OSError:
+        found = ((claims.parse_claim_name(p.name), p.name)
+                 for p in claims.claims_dir(rd.path).iterdir())
+        named = sorted((parsed, name) for parsed, name in found if parsed is not None)
+    except OSError:                      # (voids and cancel refusals parse to None)
         return out
-    for name in names:
-        stem, _, gen = name.partition(".")
-        if not (stem.isdigit() and gen.isdigit()):
-            continue                     # voids and cancel refusals
+    for (chunk, _gen), name in named:    # by chunk, then generation
         owner = claims.read_owner(rd.path, name)
         sub = of_worker.get(owner) if owner is not None else None
         if sub is None:
             continue
-        mine = out.setdefault(int(stem), [])
+        mine = out.setdefault(chunk, [])
         mine.append({**sub, "reason": "retry" if mine else sub.get("reason", "initial")})
     return out
 
