@@ -69,9 +69,19 @@ def create(parent: str | os.PathLike) -> Path:
     return pool
 
 
+def _sequence_numbers(pool: Path) -> list[tuple[int, Path]]:
+    """``(sequence number, file)`` of every published run file, in order (names only)."""
+    out = []
+    for p in (pool / "runs").iterdir():
+        stem = p.name.removesuffix(".json")
+        if p.name.endswith(".json") and stem.isdigit():
+            out.append((int(stem), p))
+    return sorted(out)
+
+
 def publish(pool: Path, run_dir: str | os.PathLike) -> int:
     """Publish ``run_dir`` as the pool's next run; returns its sequence number."""
-    seq = max((s for s, _ in published(pool)), default=-1) + 1
+    seq = max((s for s, _ in _sequence_numbers(pool)), default=-1) + 1
     while True:
         path = pool / "runs" / f"{seq:0{SEQ_DIGITS}d}.json"
         if not path.exists():
@@ -80,18 +90,18 @@ def publish(pool: Path, run_dir: str | os.PathLike) -> int:
         seq += 1
 
 
-def published(pool: Path) -> list[tuple[int, str]]:
-    """``(sequence number, run folder)`` of every published run, in order."""
+def published(pool: Path, after: int = -1) -> list[tuple[int, str]]:
+    """``(sequence number, run folder)`` of every run published after sequence number
+    ``after`` (default: all), in order; only those files are read."""
     out = []
-    for p in (pool / "runs").iterdir():
-        stem = p.name.removesuffix(".json")
-        if not p.name.endswith(".json") or not stem.isdigit():
+    for seq, p in _sequence_numbers(pool):
+        if seq <= after:
             continue
         try:
-            out.append((int(stem), json.loads(p.read_text())["run_dir"]))
+            out.append((seq, json.loads(p.read_text())["run_dir"]))
         except (OSError, ValueError, KeyError):
             continue
-    return sorted(out)
+    return out
 
 
 def touch_driver(pool: Path) -> None:

@@ -394,7 +394,7 @@ def serve(rd: RunDir, worker: int, pool_dir: Path, keep_s: float,
                 now_stamp = os.stat(pool_dir / "runs").st_mtime_ns
                 if now_stamp != stamp:
                     stamp = now_stamp
-                    entries = [(s, p) for s, p in pool.published(pool_dir) if s > last]
+                    entries = pool.published(pool_dir, after=last)
                     for seq, path in entries:
                         last = seq
                         before = stats["ran"]
